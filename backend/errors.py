@@ -1,0 +1,134 @@
+"""One application error type, mapped once to one JSON error shape for the whole API.
+
+Every error response body is ``{"error": {"code": ..., "message": ..., "field": ..., "details": ...}}``.
+Services raise ``AppError`` subclasses; ``install_error_handlers`` maps them (and the framework's own
+validation and HTTP errors) to responses, so no view builds an error body by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+
+logger = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """An expected failure with an HTTP status, a stable machine-readable code and a message."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.message, field=self.field, details=self.details)
+
+
+class InvalidInput(AppError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class NotAuthenticated(AppError):
+    status_code = 401
+    code = "not_authenticated"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+
+
+def error_body(code: str, message: str, *, field: str | None = None, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, "field": field}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def _field_of(loc: list[Any] | tuple[Any, ...]) -> str | None:
+    # ninja locations look like ("body", "payload", "items", 0, "quantity"); drop the request part
+    # and the schema's parameter name so the field reads as the client sent it: items.0.quantity.
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie", "form", "file"}:
+        parts = parts[1:]
+        if len(parts) > 1:
+            parts = parts[1:]
+    return ".".join(parts) or None
+
+
+def install_error_handlers(api: NinjaAPI) -> None:
+    @api.exception_handler(AppError)
+    def on_app_error(request: HttpRequest, exc: AppError) -> HttpResponse:
+        return api.create_response(request, exc.body(), status=exc.status_code)
+
+    @api.exception_handler(NinjaValidationError)
+    def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+        errors = [
+            {"field": _field_of(e.get("loc", ())), "message": e.get("msg", "invalid value"), "type": e.get("type")}
+            for e in exc.errors
+        ]
+        first = errors[0] if errors else {"field": None, "message": "invalid request"}
+        # Malformed JSON arrives as a validation error with no location; report it as a 400.
+        if any(e.get("type") == "json_invalid" for e in errors) or (
+            first["field"] is None and "json" in str(first["message"]).lower()
+        ):
+            body = error_body("malformed_json", "request body is not valid JSON", details=errors)
+            return api.create_response(request, body, status=400)
+        message = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
+        body = error_body("invalid_input", message, field=first["field"], details=errors)
+        return api.create_response(request, body, status=422)
+
+    @api.exception_handler(AuthenticationError)
+    def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+        body = error_body("not_authenticated", "authentication credentials were missing or invalid")
+        return api.create_response(request, body, status=401)
+
+    @api.exception_handler(PermissionDenied)
+    def on_permission_denied(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+        return api.create_response(request, error_body("forbidden", str(exc) or "forbidden"), status=403)
+
+    @api.exception_handler(Http404)
+    def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+        return api.create_response(request, error_body("not_found", str(exc) or "not found"), status=404)
+
+    @api.exception_handler(HttpError)
+    def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        code = "bad_request" if exc.status_code < 500 else "server_error"
+        return api.create_response(request, error_body(code, str(exc.message)), status=exc.status_code)
+
+    @api.exception_handler(Exception)
+    def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        body = error_body("server_error", "internal server error")
+        return api.create_response(request, body, status=500)

@@ -1,0 +1,23 @@
+"""Test settings: only what tests need differs from base.
+
+Each pytest run gets its own MariaDB test database (pytest-django creates and drops it), so two
+runs on one machine never share tables.
+"""
+
+import os
+import uuid
+
+from backend.settings.base import *  # noqa: F403
+from backend.settings.base import DATABASES
+
+_RUN_ID = os.environ.get("TEST_RUN_ID") or uuid.uuid4().hex[:8]
+os.environ["TEST_RUN_ID"] = _RUN_ID  # shared with subprocesses started by tests
+
+DATABASES["default"]["TEST"] = {
+    "NAME": f"test_{DATABASES['default']['NAME']}_{_RUN_ID}",
+    "CHARSET": "utf8mb4",
+    "COLLATION": "utf8mb4_unicode_ci",
+}
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,14 @@
+"""URL map: the NinjaAPI first (it owns /api/, /admin/orders/{id}, /healthz, /readyz), then
+Django's admin site at /admin/. The admin DELETE API and Django admin share the /admin/ prefix
+without clashing because the API only matches /admin/orders/<id> (no trailing slash), a path the
+admin site never serves."""
+
+from django.contrib import admin
+from django.urls import path
+
+from backend.api import api
+
+urlpatterns = [
+    path("", api.urls),
+    path("admin/", admin.site.urls),
+]

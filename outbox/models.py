@@ -1,0 +1,61 @@
+"""The transactional outbox: one row per domain event, written in the same database transaction as
+the change it describes, and relayed to Kafka afterwards.
+
+Delivery state lives on the row (Saleor-style): status, attempts, the last error, when the next
+attempt may run, the lease of the relay that holds it, and when it was published.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class OutboxStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PUBLISHED = "published", "Published"
+    # Parked after exhausting its retries: never dropped, retryable from Django admin.
+    FAILED = "failed", "Failed (parked)"
+
+
+class OutboxEvent(models.Model):
+    # --- the event envelope (see docs/events.md) ---
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event_type = models.CharField(max_length=64)
+    aggregate_type = models.CharField(max_length=32)
+    aggregate_id = models.CharField(max_length=64)
+    aggregate_version = models.PositiveBigIntegerField()
+    schema_version = models.PositiveSmallIntegerField(default=1)
+    occurred_at = models.DateTimeField()
+    payload = models.JSONField()
+
+    # --- delivery state ---
+    status = models.CharField(max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    locked_by = models.CharField(max_length=64, blank=True, default="")
+    locked_until = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "outbox"
+        ordering = ["id"]
+        constraints = [
+            # One event per aggregate version: the version is the ordering key downstream.
+            models.UniqueConstraint(
+                fields=["aggregate_type", "aggregate_id", "aggregate_version"],
+                name="outbox_unique_aggregate_version",
+            ),
+        ]
+        indexes = [
+            # The relay's scan: pending rows in id order.
+            models.Index(fields=["status", "id"], name="outbox_status_id"),
+            # Retention purge: published rows by age.
+            models.Index(fields=["status", "published_at"], name="outbox_status_published"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.aggregate_type}:{self.aggregate_id} v{self.aggregate_version}"

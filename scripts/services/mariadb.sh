@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# MariaDB (Debian package) as a private instance under $VAR_DIR/mariadb, on 127.0.0.1:$MARIADB_PORT.
+# Usage: mariadb.sh install|start|stop|status
+SERVICE=mariadb
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+PORT="${MARIADB_PORT:-3306}"
+DATA="$VAR_DIR/mariadb/data"
+SOCKET="$RUN_DIR/mariadb.sock"
+PIDFILE="$RUN_DIR/mariadb.pid"
+LOG="$LOG_DIR/mariadb.log"
+APP_DB="${MARIADB_DATABASE:-ecommerce}"
+APP_USER="${MARIADB_USER:-ecommerce}"
+APP_PASSWORD="${MARIADB_PASSWORD:-ecommerce}"
+
+install() {
+  if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then
+    say "already installed: $(/usr/sbin/mariadbd --version 2>/dev/null | head -n1)"
+    return 0
+  fi
+  say "installing mariadb-server from Debian packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+}
+
+client() { mariadb --protocol=socket --socket="$SOCKET" -uroot "$@"; }
+
+start() {
+  [ -x /usr/sbin/mariadbd ] || die "mariadbd not found; run: scripts/services.sh install"
+  if pid_alive "$PIDFILE"; then
+    say "already running (pid $(cat "$PIDFILE"), port $PORT)"
+    return 0
+  fi
+  if port_open 127.0.0.1 "$PORT"; then
+    die "port $PORT is taken by another process (another MySQL/MariaDB?); stop it or set MARIADB_PORT"
+  fi
+  mkdir -p "$DATA"
+  if [ ! -d "$DATA/mysql" ]; then
+    say "initialising data directory $DATA"
+    mariadb-install-db --user=root --datadir="$DATA" --auth-root-authentication-method=socket \
+      --skip-test-db >>"$LOG" 2>&1 || die "mariadb-install-db failed (log: $LOG)"
+  fi
+  local started=$SECONDS
+  # --user=root: the instance runs as whoever owns $VAR_DIR (root on our machines and CI).
+  nohup /usr/sbin/mariadbd --no-defaults --user=root --datadir="$DATA" --socket="$SOCKET" \
+    --pid-file="$PIDFILE" --bind-address=127.0.0.1 --port="$PORT" --log-error="$LOG" \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+    --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 --max-connections=500 \
+    --skip-name-resolve >>"$LOG" 2>&1 &
+  wait_until 60 "MariaDB on port $PORT" "$LOG" client -e "SELECT 1"
+  client <<SQL || die "could not create database/user (log: $LOG)"
+CREATE DATABASE IF NOT EXISTS \`$APP_DB\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER IF NOT EXISTS '$APP_USER'@'127.0.0.1' IDENTIFIED BY '$APP_PASSWORD';
+CREATE USER IF NOT EXISTS '$APP_USER'@'localhost' IDENTIFIED BY '$APP_PASSWORD';
+GRANT ALL PRIVILEGES ON \`$APP_DB\`.* TO '$APP_USER'@'127.0.0.1', '$APP_USER'@'localhost';
+-- pytest-django creates and drops one test_<db>_<run id> database per test run.
+GRANT ALL PRIVILEGES ON \`test\\_$APP_DB%\`.* TO '$APP_USER'@'127.0.0.1', '$APP_USER'@'localhost';
+FLUSH PRIVILEGES;
+SQL
+  say "ready on 127.0.0.1:$PORT in $((SECONDS - started))s (database $APP_DB, user $APP_USER; log $LOG)"
+}
+
+stop() { stop_pidfile "$PIDFILE" "MariaDB" 60; }
+
+status() {
+  if pid_alive "$PIDFILE"; then
+    say "running (pid $(cat "$PIDFILE"), 127.0.0.1:$PORT)"
+  else
+    say "stopped"
+    return 3
+  fi
+}
+
+case "${1:-}" in
+  install|start|stop|status) "$1" ;;
+  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+esac
