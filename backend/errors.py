@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
@@ -95,7 +95,11 @@ def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(NinjaValidationError)
     def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
         errors = [
-            {"field": _field_of(e.get("loc", ())), "message": e.get("msg", "invalid value"), "type": e.get("type")}
+            {
+                "field": _field_of(e.get("loc", ())),
+                "message": e.get("msg", "invalid value"),
+                "type": e.get("type"),
+            }
             for e in exc.errors
         ]
         first = errors[0] if errors else {"field": None, "message": "invalid request"}
@@ -117,6 +121,16 @@ def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(PermissionDenied)
     def on_permission_denied(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
         return api.create_response(request, error_body("forbidden", str(exc) or "forbidden"), status=403)
+
+    @api.exception_handler(SuspiciousOperation)
+    def on_suspicious_request(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
+        # Django refuses oversized bodies (DATA_UPLOAD_MAX_MEMORY_SIZE) and similar abuse with
+        # these; they are the client's fault, never a server error.
+        if isinstance(exc, RequestDataTooBig):
+            body = error_body("payload_too_large", "request body exceeds the maximum allowed size")
+        else:
+            body = error_body("bad_request", str(exc) or "bad request")
+        return api.create_response(request, body, status=400)
 
     @api.exception_handler(Http404)
     def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
