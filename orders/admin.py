@@ -94,6 +94,15 @@ class OrderAdmin(admin.ModelAdmin):
         count = _soft_delete(request, queryset)
         self.message_user(request, f"Soft-deleted {count} order(s).", messages.SUCCESS)
 
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
+        # The confirmation page must not claim that items and payment go too: a soft delete
+        # keeps every row and only marks the order.
+        orders = [f"{order} (soft delete: the order is kept and marked deleted)" for order in objs]
+        perms_needed = set() if self.has_delete_permission(request) else {"order"}
+        return orders, {"orders": len(orders)}, perms_needed, []
+
     def delete_model(self, request: HttpRequest, obj: Order) -> None:
         order_soft_delete(order_id=obj.pk, deleted_by=request.user.pk)
 
