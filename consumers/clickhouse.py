@@ -1,0 +1,75 @@
+"""The ClickHouse boundary: one small wrapper around clickhouse-connect used by the sink, the
+schema migration and the analytics API. It works for a ClickHouse server (`http(s)://…`) and for
+in-process chDB (`chdb:///dir`) alike."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from consumers.settings import REPO_DIR
+
+SCHEMA_FILE = REPO_DIR / "scripts" / "init-clickhouse.sql"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Inserts must be synchronous so that a successful insert means the rows are readable: only then
+# may the sink commit the Kafka offsets that cover them.
+SYNC_INSERT_SETTINGS: dict[str, Any] = {"async_insert": 0, "wait_for_async_insert": 1}
+
+
+class ClickHouseClient(Protocol):
+    """The part of clickhouse-connect's client the project uses (tests wrap a real client)."""
+
+    def command(self, cmd: str, *, settings: dict[str, Any] | None = None) -> Any: ...
+
+    def query(self, query: str, *, settings: dict[str, Any] | None = None) -> Any: ...
+
+    def insert(
+        self,
+        table: str,
+        data: Sequence[Sequence[Any]],
+        *,
+        column_names: Sequence[str],
+        settings: dict[str, Any] | None = None,
+    ) -> Any: ...
+
+
+def connect(url: str) -> ClickHouseClient:
+    """A client for `http(s)://user:password@host:port` or `chdb:///data/dir`."""
+    import clickhouse_connect
+
+    if not url.startswith(("http://", "https://", "chdb://")):
+        raise ValueError(f"CLICKHOUSE_URL must start with http://, https:// or chdb://, got {url!r}")
+    client: ClickHouseClient = clickhouse_connect.get_client(dsn=url)
+    return client
+
+
+def check_identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a valid ClickHouse database name: {name!r}")
+    return name
+
+
+def schema_statements(database: str, schema_file: Path = SCHEMA_FILE) -> list[str]:
+    """The DDL statements of the schema file for `database`, comments stripped."""
+    text = schema_file.read_text(encoding="utf-8").replace("{database}", check_identifier(database))
+    statements = []
+    for chunk in re.split(r";[ \t]*(?:\n|$)", text):
+        code = "\n".join(line for line in chunk.splitlines() if not line.strip().startswith("--"))
+        if code.strip():
+            statements.append(code.strip())
+    return statements
+
+
+def migrate(client: ClickHouseClient, database: str) -> int:
+    """Applies the schema idempotently; returns the number of statements run."""
+    statements = schema_statements(database)
+    for statement in statements:
+        client.command(statement)
+    return len(statements)
+
+
+def query_rows(client: ClickHouseClient, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in client.query(sql).result_rows]

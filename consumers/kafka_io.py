@@ -1,0 +1,56 @@
+"""Kafka clients configured the way every consumer role needs them: no auto-commit, an idempotent
+acks=all producer, and a dead-letter queue that records why and where a message came from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+
+SEND_TIMEOUT_SECONDS = 30.0
+
+
+def make_consumer(*, bootstrap_servers: list[str], group_id: str, client_id: str) -> KafkaConsumer:
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        client_id=client_id,
+        # Offsets are committed explicitly, only after the write that covers them succeeded.
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+
+
+def make_producer(*, bootstrap_servers: list[str], client_id: str) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        retries=2**31 - 1,
+        delivery_timeout_ms=120_000,
+    )
+
+
+class DeadLetterQueue:
+    """Sends an invalid message to `<topic>.dlq` with the reason and its source position in headers,
+    and waits for the broker's ack, so the partition can move on without losing it."""
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self.topic = topic
+
+    def send(self, record: ConsumerRecord, reason: str) -> None:
+        headers: list[tuple[str, bytes]] = [
+            ("reason", reason.encode()[:2000]),
+            ("source_topic", str(record.topic).encode()),
+            ("source_partition", str(record.partition).encode()),
+            ("source_offset", str(record.offset).encode()),
+        ]
+        original: Any = record.headers or []
+        headers.extend((f"original_{name}", bytes(value or b"")) for name, value in original)
+        future = self._producer.send(self.topic, key=record.key, value=record.value, headers=headers)
+        future.get(timeout=SEND_TIMEOUT_SECONDS)

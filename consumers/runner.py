@@ -1,0 +1,163 @@
+"""The consumer loop shared by every role, Arroyo-style: poll → decode (invalid → dead-letter
+queue) → batch by size and time → write → commit the exact offsets the write covered.
+
+A batch is committed only after its write returned; anything that stops the loop before that
+(a crash, a signal, a rebalance that cannot flush) leaves the batch uncommitted, so Kafka
+redelivers it. Writes are idempotent by design (ReplacingMergeTree versions), so redelivery is
+harmless."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.structs import OffsetAndMetadata
+
+from consumers.events import InvalidEvent
+from consumers.kafka_io import DeadLetterQueue
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Fault injection for crash tests: the process kills itself with SIGKILL after this many writes,
+# after the write and before the commit, the worst moment for at-least-once delivery.
+CRASH_AFTER_WRITES_ENV = "CONSUMER_CRASH_AFTER_WRITES"
+
+
+class StopRequested(Exception):
+    """Raised inside a write (e.g. a retry loop) when shutdown was requested: the batch is abandoned."""
+
+
+@dataclass
+class Batch(Generic[T]):
+    items: list[T] = field(default_factory=list)
+    # Next offset to commit per partition: covers the batch's items and its dead-lettered records.
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    started_at: float | None = None
+
+    def add(self, record: ConsumerRecord, item: T | None) -> None:
+        if self.started_at is None:
+            self.started_at = time.monotonic()
+        if item is not None:
+            self.items.append(item)
+        self.offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+
+
+class BatchingConsumer(Generic[T]):
+    def __init__(
+        self,
+        *,
+        consumer: KafkaConsumer,
+        topic: str,
+        decode: Callable[[ConsumerRecord], T],
+        write: Callable[[Sequence[T]], None],
+        dead_letters: DeadLetterQueue,
+        max_batch_size: int,
+        max_batch_seconds: float,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._decode = decode
+        self._write = write
+        self._dead_letters = dead_letters
+        self._max_batch_size = max_batch_size
+        self._max_batch_seconds = max_batch_seconds
+        self.stop_event = stop_event or threading.Event()
+        self._batch: Batch[T] = Batch()
+        self._writes = 0
+        self._crash_after_writes = int(os.environ.get(CRASH_AFTER_WRITES_ENV, "0") or 0)
+        consumer.subscribe([topic], listener=_FlushOnRevoke(self))
+
+    def step(self, poll_timeout_seconds: float = 0.2) -> None:
+        """One poll, then a flush when the batch is full or old enough."""
+        room = max(1, self._max_batch_size - len(self._batch.items))
+        polled = self._consumer.poll(timeout_ms=int(poll_timeout_seconds * 1000), max_records=room)
+        for records in polled.values():
+            for record in records:
+                self._batch.add(record, self._decode_or_dead_letter(record))
+        if self._due():
+            self.flush()
+
+    def run(self) -> None:
+        """Loops until stop_event is set; the in-flight batch is then abandoned, uncommitted."""
+        try:
+            while not self.stop_event.is_set():
+                self.step()
+        except StopRequested:
+            pass
+        finally:
+            self.abandon()
+
+    def flush(self) -> None:
+        batch, self._batch = self._batch, Batch()
+        if not batch.offsets:
+            return
+        if batch.items:
+            self._write(batch.items)
+            self._writes += 1
+            if self._crash_after_writes and self._writes >= self._crash_after_writes:
+                os.kill(os.getpid(), signal.SIGKILL)
+        commits = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.offsets.items()}
+        self._consumer.commit(commits)
+        log.debug("committed %s after writing %d items", batch.offsets, len(batch.items))
+
+    def abandon(self) -> None:
+        if self._batch.offsets:
+            log.info("abandoning %d uncommitted items; Kafka redelivers them", len(self._batch.items))
+        self._batch = Batch()
+
+    def _decode_or_dead_letter(self, record: ConsumerRecord) -> T | None:
+        try:
+            return self._decode(record)
+        except InvalidEvent as exc:
+            log.warning(
+                "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc.reason
+            )
+            self._dead_letters.send(record, exc.reason)
+            return None
+
+    def _due(self) -> bool:
+        batch = self._batch
+        if not batch.offsets:
+            return False
+        if len(batch.items) >= self._max_batch_size:
+            return True
+        return batch.started_at is not None and time.monotonic() - batch.started_at >= self._max_batch_seconds
+
+
+class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before partitions move to another consumer, write and commit what we hold; if that fails,
+    drop it uncommitted so the new owner re-reads it (and our position is reset on reassignment)."""
+
+    def __init__(self, owner: BatchingConsumer[Any]) -> None:
+        self._owner = owner
+
+    def on_partitions_revoked(self, revoked: object) -> None:
+        try:
+            self._owner.flush()
+        except Exception:
+            log.exception("could not flush before a rebalance; the batch will be redelivered")
+            self._owner.abandon()
+
+    def on_partitions_assigned(self, assigned: object) -> None:
+        pass
+
+
+def stop_on_signals(stop_event: threading.Event) -> None:
+    """SIGTERM and SIGINT ask the loop to stop after the current step."""
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("received signal %d, stopping", signum)
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,179 @@
+"""The ClickHouse sink: `orders_analytics` → batches → one synchronous insert → commit offsets.
+
+A retried or redelivered batch is harmless by design: every row carries the order's full state and
+its per-order version, so ReplacingMergeTree keeps one row per order whatever the number of copies.
+Deletes are also recorded in `order_tombstones`, and rows older than an order's delete are dropped
+before the insert, so a replay cannot bring a deleted order back after TTL removed it.
+
+TTL removes a delete row at a merge 7 days after deleted_at; older versions of that order go with
+it only if they are merged with the delete row. Where that cannot be counted on (a delete row that
+arrives already expired, on replay or rebuild; a TTL merge of the delete row's part alone), the
+purge deletes every stored version of orders deleted more than 7 days ago."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+
+from consumers.clickhouse import SYNC_INSERT_SETTINGS, ClickHouseClient, check_identifier, connect
+from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
+from consumers.retry import with_retries
+from consumers.rows import AnalyticsRow, decode_row
+from consumers.runner import BatchingConsumer
+from consumers.settings import ConsumerSettings
+
+ORDER_COLUMNS = (
+    "order_id",
+    "user_id",
+    "user_email",
+    "order_date",
+    "total_amount",
+    "items_count",
+    "status",
+    "payment_method",
+    "payment_status",
+    "created_at",
+    "version",
+    "event_type",
+    "deleted_at",
+    "is_deleted",
+    "item_product_ids",
+    "item_skus",
+    "item_names",
+    "item_quantities",
+    "item_line_totals",
+)
+TOMBSTONE_COLUMNS = ("order_id", "deleted_at", "version")
+DELETED_ORDER_TTL = timedelta(days=7)  # as in scripts/init-clickhouse.sql
+PURGE_INTERVAL_SECONDS = 3600.0
+
+log = logging.getLogger(__name__)
+
+
+def purge_expired_orders(client: ClickHouseClient, database: str, order_ids: Iterable[int] = ()) -> None:
+    """Deletes every stored version of orders deleted more than 7 days ago (only `order_ids`, if
+    given, which must all be deleted orders). Idempotent; the rows go at the next merge."""
+    database = check_identifier(database)
+    ids = ",".join(str(int(order_id)) for order_id in sorted(set(order_ids)))
+    if ids:
+        condition = f"order_id IN ({ids})"
+    else:
+        days = DELETED_ORDER_TTL.days
+        condition = (
+            f"order_id IN (SELECT order_id FROM {database}.order_tombstones "
+            f"WHERE deleted_at < now64(6) - INTERVAL {days} DAY)"
+        )
+    client.command(f"DELETE FROM {database}.orders_analytics WHERE {condition}")
+
+
+def order_values(row: AnalyticsRow) -> list[Any]:
+    return [
+        row.order_id,
+        row.user_id,
+        row.user_email,
+        row.order_date,
+        row.total_amount,
+        row.items_count,
+        row.status,
+        row.payment_method,
+        row.payment_status,
+        row.created_at,
+        row.version,
+        row.event_type,
+        row.deleted_at,
+        int(row.is_deleted),
+        [item.product_id for item in row.items],
+        [item.sku for item in row.items],
+        [item.product_name for item in row.items],
+        [item.quantity for item in row.items],
+        [item.line_total for item in row.items],
+    ]
+
+
+class ClickHouseWriter:
+    """Writes analytics rows; safe to call again with the same rows after any failure."""
+
+    def __init__(self, client: ClickHouseClient, database: str) -> None:
+        self._client = client
+        self._database = check_identifier(database)
+        self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+
+    def write(self, rows: Sequence[AnalyticsRow]) -> None:
+        deletes = [row for row in rows if row.is_deleted]
+        if deletes:
+            # Tombstones first: if the order insert below fails, the retry finds them in place.
+            self._client.insert(
+                f"{self._database}.order_tombstones",
+                [[row.order_id, row.deleted_at, row.version] for row in deletes],
+                column_names=TOMBSTONE_COLUMNS,
+                settings=SYNC_INSERT_SETTINGS,
+            )
+        deleted_at_version = self._tombstone_versions({row.order_id for row in rows})
+        # Rows older than the order's delete can only be late or replayed: they must not resurrect it.
+        live = [row for row in rows if row.version >= deleted_at_version.get(row.order_id, 0)]
+        if live:
+            self._client.insert(
+                f"{self._database}.orders_analytics",
+                [order_values(row) for row in live],
+                column_names=ORDER_COLUMNS,
+                settings=SYNC_INSERT_SETTINGS,
+            )
+        expired_before = datetime.now(UTC) - DELETED_ORDER_TTL
+        expired = [row.order_id for row in deletes if row.deleted_at and row.deleted_at < expired_before]
+        if expired:
+            purge_expired_orders(self._client, self._database, expired)
+        elif time.monotonic() >= self._next_purge:
+            log.info("purging orders deleted more than %s ago", DELETED_ORDER_TTL)
+            purge_expired_orders(self._client, self._database)
+            self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+
+    def _tombstone_versions(self, order_ids: set[int]) -> dict[int, int]:
+        ids = ",".join(str(order_id) for order_id in sorted(order_ids))
+        result = self._client.query(
+            f"SELECT order_id, max(version) FROM {self._database}.order_tombstones "
+            f"WHERE order_id IN ({ids}) GROUP BY order_id"
+        )
+        return {int(order_id): int(version) for order_id, version in result.result_rows}
+
+
+def decode_analytics_record(record: ConsumerRecord) -> AnalyticsRow:
+    return decode_row(record.value)
+
+
+def build_sink(
+    settings: ConsumerSettings,
+    client: ClickHouseClient | None = None,
+    stop_event: threading.Event | None = None,
+    retry_initial_delay: float = 0.5,
+) -> tuple[BatchingConsumer[AnalyticsRow], KafkaConsumer, KafkaProducer]:
+    stop_event = stop_event or threading.Event()
+    writer = ClickHouseWriter(client or connect(settings.clickhouse_url), settings.clickhouse_database)
+    producer = make_producer(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="clickhouse-sink")
+    consumer = make_consumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.sink_group_id,
+        client_id="clickhouse-sink",
+    )
+    loop = BatchingConsumer(
+        consumer=consumer,
+        topic=settings.analytics_topic,
+        decode=decode_analytics_record,
+        write=with_retries(
+            writer.write,
+            stop_event=stop_event,
+            what="inserting into ClickHouse",
+            initial_delay=retry_initial_delay,
+        ),
+        dead_letters=DeadLetterQueue(producer, settings.analytics_dlq_topic),
+        max_batch_size=settings.batch_size,
+        max_batch_seconds=settings.batch_seconds,
+        stop_event=stop_event,
+    )
+    return loop, consumer, producer

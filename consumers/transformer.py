@@ -1,0 +1,70 @@
+"""The transformer: `order.events` → validate → analytics row → `orders_analytics`, keyed by
+order id. Offsets are committed only after every produced row was acknowledged by all in-sync
+replicas."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+
+from consumers.events import InvalidEvent, decode_event
+from consumers.kafka_io import SEND_TIMEOUT_SECONDS, DeadLetterQueue, make_consumer, make_producer
+from consumers.retry import with_retries
+from consumers.rows import AnalyticsRow, encode_row, transform
+from consumers.runner import BatchingConsumer
+from consumers.settings import ConsumerSettings
+
+
+def decode_order_event(record: ConsumerRecord) -> AnalyticsRow:
+    row = transform(decode_event(record.value))
+    # The key decides the partition, and so the per-order ordering: it must be the order id.
+    if record.key is not None and record.key != str(row.order_id).encode():
+        raise InvalidEvent("record key must be the order id")
+    return row
+
+
+class AnalyticsRowProducer:
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    def write(self, rows: Sequence[AnalyticsRow]) -> None:
+        futures = [
+            self._producer.send(
+                self._topic,
+                key=str(row.order_id).encode(),
+                value=encode_row(row),
+                headers=[("event_type", row.event_type.encode()), ("version", str(row.version).encode())],
+            )
+            for row in rows
+        ]
+        self._producer.flush(timeout=SEND_TIMEOUT_SECONDS)
+        for future in futures:
+            future.get(timeout=SEND_TIMEOUT_SECONDS)  # raises if any record was not acknowledged
+
+
+def build_transformer(
+    settings: ConsumerSettings, stop_event: threading.Event | None = None
+) -> tuple[BatchingConsumer[AnalyticsRow], KafkaConsumer, KafkaProducer]:
+    stop_event = stop_event or threading.Event()
+    producer = make_producer(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="transformer")
+    consumer = make_consumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.transformer_group_id,
+        client_id="transformer",
+    )
+    sink = AnalyticsRowProducer(producer, settings.analytics_topic)
+    loop = BatchingConsumer(
+        consumer=consumer,
+        topic=settings.order_events_topic,
+        decode=decode_order_event,
+        write=with_retries(sink.write, stop_event=stop_event, what="producing analytics rows"),
+        dead_letters=DeadLetterQueue(producer, settings.order_events_dlq_topic),
+        max_batch_size=settings.batch_size,
+        max_batch_seconds=settings.batch_seconds,
+        stop_event=stop_event,
+    )
+    return loop, consumer, producer
