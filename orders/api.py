@@ -9,6 +9,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from ninja import Header, Path, Query, Router
+from ninja.responses import Status
 
 from orders import selectors, services
 from orders.auth import ADMIN_ID_HEADER, admin_auth, admin_identity, require_staff
@@ -70,13 +71,13 @@ def _page_out(page: Page[Any], serialize: Any) -> dict[str, Any]:
 
 
 @router.post("/orders", response={201: OrderOut, 404: ErrorOut, 409: ErrorOut, **BAD_INPUT})
-def create_order(request: HttpRequest, payload: OrderIn) -> tuple[int, dict[str, Any]]:
+def create_order(request: HttpRequest, payload: OrderIn) -> Status[dict[str, Any]]:
     order = services.order_create(
         user_id=payload.user_id,
         lines=[services.OrderLine(product_id=i.product_id, quantity=i.quantity) for i in payload.items],
         payment_method=payload.payment_method,
     )
-    return 201, order_snapshot(selectors.order_get(order_id=order.pk))
+    return Status(201, order_snapshot(selectors.order_get(order_id=order.pk)))
 
 
 @router.get("/orders", response={200: OrderPageOut, **BAD_INPUT})
@@ -110,8 +111,8 @@ def change_order_status(
 
 
 @router.post("/users", response={201: CustomerOut, 409: ErrorOut, **BAD_INPUT}, tags=["users"])
-def create_customer(request: HttpRequest, payload: CustomerIn) -> tuple[int, dict[str, Any]]:
-    return 201, _customer_out(services.customer_create(email=payload.email, name=payload.name))
+def create_customer(request: HttpRequest, payload: CustomerIn) -> Status[dict[str, Any]]:
+    return Status(201, _customer_out(services.customer_create(email=payload.email, name=payload.name)))
 
 
 @router.get("/users", response={200: CustomerPageOut, **BAD_INPUT}, tags=["users"])
@@ -130,7 +131,7 @@ def get_customer(request: HttpRequest, user_id: int = ObjectId) -> dict[str, Any
 @router.post(
     "/products", response={201: ProductOut, 409: ErrorOut, **ADMIN_ERRORS}, auth=admin_auth, tags=["products"]
 )
-def create_product(request: HttpRequest, payload: ProductIn) -> tuple[int, dict[str, Any]]:
+def create_product(request: HttpRequest, payload: ProductIn) -> Status[dict[str, Any]]:
     require_staff(request)
     product = services.product_create(
         sku=payload.sku,
@@ -139,7 +140,7 @@ def create_product(request: HttpRequest, payload: ProductIn) -> tuple[int, dict[
         stock=payload.stock,
         is_active=payload.is_active,
     )
-    return 201, _product_out(selectors.product_get(product_id=product.pk))
+    return Status(201, _product_out(selectors.product_get(product_id=product.pk)))
 
 
 @router.get("/products", response={200: ProductPageOut, **BAD_INPUT}, tags=["products"])
