@@ -182,7 +182,9 @@ def order_create(*, user_id: int, lines: list[OrderLine], payment_method: str) -
 
 
 def _locked_order(order_id: int) -> Order:
-    order = Order.objects.select_for_update().select_related("user").filter(pk=order_id).first()
+    # No select_related: MariaDB would lock the joined customer row too, serializing unrelated
+    # changes to other orders of the same customer.
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
     if order is None:
         raise NotFound(f"order {order_id} does not exist", field="order_id")
     return order

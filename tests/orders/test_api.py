@@ -263,3 +263,14 @@ def test_openapi_document_lists_the_endpoints(client: Client) -> None:
     assert "patch" in paths["/api/orders/{order_id}/status"]
     assert "delete" in paths["/admin/orders/{order_id}"]
     assert client.get("/api/docs").status_code == 200
+
+
+@pytest.mark.django_db
+def test_listing_a_page_of_orders_costs_a_fixed_number_of_queries(
+    client: Client, make_order: Callable[..., Order], django_assert_max_num_queries: Any
+) -> None:
+    for _ in range(12):
+        make_order(quantity=1)
+    with django_assert_max_num_queries(3):  # the page (with customer and payment), count, items
+        page = client.get("/api/orders", {"page_size": 100}).json()
+    assert page["total"] == 12 and all(len(order["items"]) == 1 for order in page["items"])
