@@ -4,7 +4,7 @@
     python -m consumers sink             # orders_analytics → ClickHouse
     python -m consumers migrate          # apply scripts/init-clickhouse.sql (idempotent)
     python -m consumers purge            # remove every version of orders deleted > 7 days ago
-    python -m consumers query "SQL"      # run one query, print tab-separated rows
+    python -m consumers query "SQL"...   # run queries in one process, print tab-separated rows
 
 Configuration comes from environment variables (consumers/settings.py, README "Configuration").
 SIGTERM/SIGINT stop a consumer after its current step; an unfinished batch is left uncommitted.
@@ -16,6 +16,8 @@ import argparse
 import logging
 import sys
 import threading
+
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from consumers.clickhouse import connect, migrate, query_rows
 from consumers.runner import stop_on_signals
@@ -46,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("sink", help="orders_analytics → ClickHouse")
     sub.add_parser("migrate", help="apply the ClickHouse schema (idempotent)")
     sub.add_parser("purge", help="remove every stored version of orders deleted more than 7 days ago")
-    query = sub.add_parser("query", help="run one SQL query and print its rows")
-    query.add_argument("sql")
+    query = sub.add_parser("query", help="run SQL statements in order and print their rows")
+    query.add_argument("sql", nargs="+")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -65,11 +67,16 @@ def main(argv: list[str] | None = None) -> int:
             purge_expired_orders(connect(settings.clickhouse_url), settings.clickhouse_database)
             print(f"purged orders deleted more than 7 days ago from {settings.clickhouse_database}")
         else:
-            for row in query_rows(connect(settings.clickhouse_url), args.sql):
-                print("\t".join(str(value) for value in row))
+            client = connect(settings.clickhouse_url)
+            for sql in args.sql:
+                for row in query_rows(client, sql):
+                    print("\t".join(str(value) for value in row))
     except (SettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ClickHouseError as exc:
+        print(f"ClickHouse error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -71,5 +71,13 @@ def migrate(client: ClickHouseClient, database: str) -> int:
     return len(statements)
 
 
+_ROW_RETURNING = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN")
+
+
 def query_rows(client: ClickHouseClient, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of a query; statements that return no rows (SYSTEM, OPTIMIZE, …) return []."""
+    words = sql.split(maxsplit=1)
+    if not words or words[0].upper() not in _ROW_RETURNING:
+        client.command(sql)
+        return []
     return [tuple(row) for row in client.query(sql).result_rows]

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "orders",
     "outbox",
+    "analytics",
 ]
 
 MIDDLEWARE = [
@@ -112,3 +113,36 @@ CELERY_TIMEZONE = "UTC"
 
 OUTBOX_RELAY_INTERVAL = env_float("OUTBOX_RELAY_INTERVAL", 5.0)
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 100)
+# A relay run drains batches until the outbox is empty or this many seconds are spent.
+OUTBOX_RELAY_TIME_BUDGET = env_float("OUTBOX_RELAY_TIME_BUDGET", 4.0)
+# How long a claimed row stays reserved for its relay; a relay that dies leaves its rows to be
+# claimed again after this. Keep it well above the producer's delivery timeout.
+OUTBOX_LEASE_SECONDS = env_float("OUTBOX_LEASE_SECONDS", 60.0)
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10)
+OUTBOX_RETRY_BASE_SECONDS = env_float("OUTBOX_RETRY_BASE_SECONDS", 1.0)
+OUTBOX_RETRY_MAX_SECONDS = env_float("OUTBOX_RETRY_MAX_SECONDS", 300.0)
+OUTBOX_RETENTION_HOURS = env_float("OUTBOX_RETENTION_HOURS", 72.0)
+OUTBOX_RETENTION_INTERVAL = env_float("OUTBOX_RETENTION_INTERVAL", 3600.0)
+# Kick the relay when a transaction that wrote outbox events commits (beat stays the safety net).
+OUTBOX_KICK_ON_COMMIT = env_bool("OUTBOX_KICK_ON_COMMIT", True)
+# Relay state shared between processes: the kick debounce key and the relay counters.
+OUTBOX_REDIS_URL = env_str("OUTBOX_REDIS_URL", CELERY_BROKER_URL)
+# Seconds the producer may spend on one record (retries included) before it counts as failed.
+KAFKA_PRODUCER_DELIVERY_TIMEOUT = env_float("KAFKA_PRODUCER_DELIVERY_TIMEOUT", 30.0)
+# Fault injection for tests: exit the relay process after Kafka acked a batch, before marking it.
+OUTBOX_FAULT_EXIT_AFTER_PRODUCE = env_bool("OUTBOX_FAULT_EXIT_AFTER_PRODUCE", False)
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+
+CELERY_BEAT_SCHEDULE = {
+    "outbox-relay": {
+        "task": "outbox.tasks.relay_outbox",
+        "schedule": OUTBOX_RELAY_INTERVAL,
+        # A tick that waited longer than one interval in the queue is superseded by the next one.
+        "options": {"expires": OUTBOX_RELAY_INTERVAL},
+    },
+    "outbox-purge-published": {
+        "task": "outbox.tasks.purge_published_outbox",
+        "schedule": OUTBOX_RETENTION_INTERVAL,
+        "options": {"expires": OUTBOX_RETENTION_INTERVAL},
+    },
+}

@@ -122,3 +122,17 @@ def test_views_exclude_a_deleted_order_even_if_an_older_version_outlives_its_del
         assert all(
             rows == {} for rows in actual_views(clickhouse_client, clickhouse_database, suffix).values()
         )
+
+
+def test_the_management_command_applies_the_same_schema(
+    clickhouse_client: Any, clickhouse_database: str, chdb_dir: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("clickhouse_migrate", url=f"chdb://{chdb_dir}", database=clickhouse_database, stdout=out)
+    assert f"to {clickhouse_database}" in out.getvalue()
+    shown = clickhouse_client.query(f"SHOW TABLES FROM {clickhouse_database}").result_rows
+    assert {"orders_analytics", "daily_sales_mv", "user_analytics_mv"} <= {row[0] for row in shown}
