@@ -71,3 +71,143 @@ lint: python ## ruff (lint + format check) and mypy --strict on consumers/
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy consumers
+
+# --- operations: the seed's targets, on the compose stack or the local stack --------------------
+# STACK=compose drives docker-compose.yml; STACK=local the services of scripts/services.sh, with
+# chDB for ClickHouse. Default: compose when a Docker engine answers `docker info`, else local.
+# Targets that only exist in the compose stack (Kafka Connect, Kafka UI, Grafana) say so and fail
+# on the local stack.
+
+ifeq ($(origin STACK),undefined)
+STACK := $(shell docker info >/dev/null 2>&1 && echo compose || echo local)
+endif
+ifeq ($(filter $(STACK),compose local),)
+$(error STACK must be compose or local, got '$(STACK)')
+endif
+
+COMPOSE ?= docker compose
+KAFKA_ADMIN := $(PY) scripts/kafka_admin.py
+# Kafka's own CLI inside the first broker's container, talking to the internal listener.
+KAFKA_CLI := $(COMPOSE) exec -T kafka-local1 /opt/kafka/bin
+KAFKA_INTERNAL := kafka-local1:29092
+CONNECT_URL ?= http://localhost:8083
+CONNECTOR_FILE := kafka-connect/clickhouse-sink.json
+CONNECTOR_NAME = $(shell $(PYTHON) -c 'import json; print(json.load(open("$(CONNECTOR_FILE)"))["name"])')
+PARTITIONS ?= 3
+
+# $(call need,VAR,example): fail with a usage line when a required variable is empty.
+need = @if [ -z "$($(1))" ]; then echo "usage: make $@ $(1)=$(2)" >&2; exit 2; fi
+compose_only = @echo "make $@: only the compose stack has $(1) (STACK=$(STACK)); $(2)" >&2; exit 2
+
+.PHONY: stack
+stack: ## which stack the operation targets use (STACK=compose|local)
+	@echo "STACK=$(STACK)"
+
+ifeq ($(STACK),compose)
+
+.PHONY: up up-connect down restart ps logs clean init-db mysql-shell clickhouse-shell
+up: ## start the stack (compose: every service; local: MariaDB, Redis, Kafka)
+	@$(COMPOSE) up -d --build
+	@$(COMPOSE) ps
+up-connect: ## compose: start with Kafka Connect's ClickHouse sink instead of the Python sink
+	@$(COMPOSE) --profile connect up -d --build --scale sink=0
+	@$(COMPOSE) --profile connect ps
+down: ## stop the stack
+	@$(COMPOSE) --profile connect down
+restart: down up ## stop, then start the stack
+ps: ## the stack's services and their health
+	@$(COMPOSE) --profile connect ps
+logs: ## follow the logs (SERVICE=name for one service)
+	@$(COMPOSE) logs -f --tail=200 $(SERVICE)
+clean: ## stop the stack and delete its data volumes
+	@$(COMPOSE) --profile connect down -v --remove-orphans
+init-db: ## MySQL migrations, the ClickHouse DDL and the Kafka topics
+	@$(COMPOSE) run --rm init
+mysql-shell: ## SQL shell on the ecommerce database
+	@$(COMPOSE) exec mysql-local mysql -uadmin -ptest123 ecommerce
+clickhouse-shell: ## SQL shell on the analytics database
+	@$(COMPOSE) exec clickhouse-local clickhouse-client --user admin --password test123 --database analytics
+
+.PHONY: kafka-topics kafka-create-topic kafka-describe-topic kafka-consumer-groups kafka-consumer-lag kafka-cluster-info
+kafka-topics: ## list the topics
+	@$(KAFKA_CLI)/kafka-topics.sh --bootstrap-server $(KAFKA_INTERNAL) --list
+kafka-create-topic: ## create TOPIC= with PARTITIONS= (default 3), RF 3, min ISR 2
+	$(call need,TOPIC,name PARTITIONS=3)
+	@$(KAFKA_CLI)/kafka-topics.sh --bootstrap-server $(KAFKA_INTERNAL) --create --if-not-exists \
+		--topic $(TOPIC) --partitions $(PARTITIONS) --replication-factor 3 --config min.insync.replicas=2
+kafka-describe-topic: ## partitions, leaders, replicas and ISR of TOPIC=
+	$(call need,TOPIC,name)
+	@$(KAFKA_CLI)/kafka-topics.sh --bootstrap-server $(KAFKA_INTERNAL) --describe --topic $(TOPIC)
+kafka-consumer-groups: ## list the consumer groups
+	@$(KAFKA_CLI)/kafka-consumer-groups.sh --bootstrap-server $(KAFKA_INTERNAL) --list
+kafka-consumer-lag: ## lag per partition of GROUP=
+	$(call need,GROUP,name)
+	@$(KAFKA_CLI)/kafka-consumer-groups.sh --bootstrap-server $(KAFKA_INTERNAL) --describe --group $(GROUP)
+kafka-cluster-info: ## brokers and the KRaft quorum
+	@$(KAFKA_CLI)/kafka-metadata-quorum.sh --bootstrap-server $(KAFKA_INTERNAL) describe --status
+	@$(KAFKA_CLI)/kafka-metadata-quorum.sh --bootstrap-server $(KAFKA_INTERNAL) describe --replication
+
+.PHONY: register-connector connector-status kafka-ui grafana
+register-connector: ## create or update the ClickHouse sink connector (kafka-connect/clickhouse-sink.json)
+	@$(PYTHON) -c 'import json; print(json.dumps(json.load(open("$(CONNECTOR_FILE)"))["config"]))' \
+		| curl -fsS -X PUT -H 'Content-Type: application/json' --data @- \
+			$(CONNECT_URL)/connectors/$(CONNECTOR_NAME)/config
+	@echo
+connector-status: ## the connector's and its tasks' state
+	@curl -fsS $(CONNECT_URL)/connectors/$(CONNECTOR_NAME)/status; echo
+kafka-ui: ## Kafka UI address
+	@echo "Kafka UI: http://localhost:8080"
+grafana: ## Grafana address and login
+	@echo "Grafana: http://localhost:3001 (admin / test123)"
+
+else  # STACK=local
+
+.PHONY: up down restart ps logs init-db mysql-shell
+up: services-start
+down: services-stop
+restart: services-stop services-start
+ps: services-status
+logs:
+	@tail -n 50 -F var/log/*.log
+init-db: migrate
+	@$(PY) -m consumers migrate
+	@$(PY) manage.py kafka_topics
+mysql-shell:
+	@$(PY) manage.py dbshell
+
+.PHONY: up-connect clean clickhouse-shell register-connector connector-status kafka-ui grafana
+up-connect:
+	$(call compose_only,Kafka Connect,the local stack loads ClickHouse with the Python sink)
+clean:
+	$(call compose_only,data volumes,on the local stack run scripts/services.sh stop and delete var/ yourself)
+clickhouse-shell:
+	$(call compose_only,a ClickHouse server,locally chDB is in-process and owned by one process at a time)
+register-connector connector-status:
+	$(call compose_only,Kafka Connect,the local stack loads ClickHouse with the Python sink)
+kafka-ui:
+	$(call compose_only,Kafka UI,use make kafka-topics / kafka-cluster-info)
+grafana:
+	$(call compose_only,Grafana,push the dashboards to a Grafana of your own with make grafana-sync)
+
+.PHONY: kafka-topics kafka-create-topic kafka-describe-topic kafka-consumer-groups kafka-consumer-lag kafka-cluster-info
+kafka-topics: python
+	@$(KAFKA_ADMIN) topics
+kafka-create-topic: python
+	$(call need,TOPIC,name PARTITIONS=3)
+	@$(KAFKA_ADMIN) create-topic $(TOPIC) --partitions $(PARTITIONS)
+kafka-describe-topic: python
+	$(call need,TOPIC,name)
+	@$(KAFKA_ADMIN) describe-topic $(TOPIC)
+kafka-consumer-groups: python
+	@$(KAFKA_ADMIN) consumer-groups
+kafka-consumer-lag: python
+	$(call need,GROUP,name)
+	@$(KAFKA_ADMIN) consumer-lag $(GROUP)
+kafka-cluster-info: python
+	@$(KAFKA_ADMIN) cluster-info
+
+endif
+
+.PHONY: grafana-sync
+grafana-sync: python ## push datasources and dashboards to the Grafana at GRAFANA_URL (see scripts/grafana_sync.py)
+	@$(PY) scripts/grafana_sync.py
