@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local stack needs, in one apt transaction, only when missing:
-# MariaDB and Redis (services), the MySQL client headers (to build mysqlclient), Java 17 and Maven
+# MariaDB and Redis (services), the MySQL client headers (to build mysqlclient), Java 17 (JDK) and Maven
 # (to resolve and run the Kafka broker jars).
 set -euo pipefail
 
@@ -9,7 +9,8 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(maria
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 pkg-config --exists mysqlclient 2>/dev/null || need+=(default-libmysqlclient-dev pkg-config)
 command -v gcc >/dev/null 2>&1 || need+=(build-essential)
-command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+# javac too: the Kafka readiness check is compiled from source at first start.
+command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 
 if [ ${#need[@]} -eq 0 ]; then
