@@ -45,6 +45,7 @@ COPY scripts ./scripts
 COPY backend ./backend
 COPY orders ./orders
 COPY outbox ./outbox
+COPY analytics ./analytics
 COPY consumers ./consumers
 
 USER 10001:10001

@@ -4,6 +4,7 @@ linted with hadolint (no Docker engine here to build it)."""
 from __future__ import annotations
 
 import fnmatch
+import re
 import shutil
 import subprocess
 import sys
@@ -94,3 +95,11 @@ def test_hadolint_finds_nothing() -> None:
         [hadolint, "--no-color", *ignores, str(DOCKERFILE)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_python_package_of_the_project_is_in_the_image(dockerfile: DockerfileParser) -> None:
+    """A new Django app or package must be copied into the image, or the roles fail at import."""
+    final_stage = dockerfile.content.rsplit("\nFROM ", 1)[-1]
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", final_stage, flags=re.MULTILINE))
+    packages = {p.parent.name for p in REPO_DIR.glob("*/__init__.py")} - {"tests"}
+    assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
