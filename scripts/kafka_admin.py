@@ -119,19 +119,10 @@ def create_topic(admin: Any, name: str, partitions: int) -> str:
 def _topic_configs(admin: Any, name: str) -> dict[str, str]:
     from kafka.admin import ConfigResource, ConfigResourceType
 
+    # {resource type: {resource name: {config key: {"value": ..., "config_source": ...}}}}
     result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)], config_filter="all")
-    configs: dict[str, str] = {}
-    for response in result if isinstance(result, list) else [result]:
-        for resource in getattr(response, "resources", []) or []:
-            entries = resource[4] if isinstance(resource, tuple) else getattr(resource, "configs", [])
-            for entry in entries:
-                key, value = (entry[0], entry[1]) if isinstance(entry, tuple) else (entry.name, entry.value)
-                configs[key] = value
-    if isinstance(result, dict):  # newer kafka-python: {resource: {name: value or entry}}
-        for entries in result.values():
-            for key, value in dict(entries).items():
-                configs[key] = getattr(value, "value", value)
-    return configs
+    entries = result.get("topic", {}).get(name, {})
+    return {key: str(entry["value"]) for key, entry in entries.items()}
 
 
 def describe_topic(admin: Any, name: str) -> str:
@@ -193,11 +184,17 @@ def consumer_lag(admin: Any, group: str) -> str:
     committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
     if not committed:
         return f"consumer group {group} has no committed offsets"
+    existing = set(admin.list_topics())
+    gone = sorted({topic for topic, _ in committed} - existing)
+    committed = {key: offset for key, offset in committed.items() if key[0] in existing}
+    note = f"\n(offsets on deleted topics not shown: {', '.join(gone)})" if gone else ""
+    if not committed:
+        return f"consumer group {group} has committed offsets only on deleted topics{note}"
     topic_names = sorted({topic for topic, _ in committed})
     partitions = []
     for description in admin.describe_topics(topic_names):
         for p in description["partitions"]:
-            partitions.append(_topic_partition(description["topic"], p["partition_index"]))
+            partitions.append(_topic_partition(description["name"], p["partition_index"]))
     ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in partitions})
     end = {(tp.topic, tp.partition): value.offset for tp, value in ends.items()}
     lags = partition_lags(committed, end)
@@ -205,7 +202,7 @@ def consumer_lag(admin: Any, group: str) -> str:
         ("TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"),
         [(x.topic, x.partition, x.committed, x.end, x.lag) for x in lags],
     )
-    return f"GROUP {group}\n{table}\nTOTAL LAG {sum(x.lag for x in lags)}"
+    return f"GROUP {group}\n{table}\nTOTAL LAG {sum(x.lag for x in lags)}{note}"
 
 
 def _topic_partition(topic: str, partition: int) -> Any:
