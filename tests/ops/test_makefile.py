@@ -1,0 +1,97 @@
+"""The seed's operations exist as make targets on both stacks, and on the compose stack they expand
+to commands against the compose services (checked with `make -n`: no Docker engine here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.ops.compose_stack import REPO_DIR, services
+
+SEED_TARGETS = [
+    "up",
+    "down",
+    "restart",
+    "ps",
+    "logs",
+    "clean",
+    "init-db",
+    "mysql-shell",
+    "clickhouse-shell",
+    "kafka-topics",
+    "kafka-create-topic",
+    "kafka-describe-topic",
+    "kafka-consumer-groups",
+    "kafka-consumer-lag",
+    "kafka-cluster-info",
+    "register-connector",
+    "connector-status",
+    "kafka-ui",
+    "grafana",
+]
+
+
+def dry_run(stack: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "-n", f"STACK={stack}", "TOPIC=orders_analytics", "GROUP=clickhouse-sink", *args],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("stack", ["compose", "local"])
+def test_every_seed_operation_is_a_target_on_both_stacks(stack: str) -> None:
+    for target in SEED_TARGETS:
+        result = dry_run(stack, target)
+        assert "No rule to make target" not in result.stderr, f"STACK={stack}: no target {target}"
+
+
+def test_compose_kafka_targets_use_kafkas_cli_in_a_broker_on_the_internal_listener() -> None:
+    result = dry_run("compose", "kafka-topics", "kafka-consumer-lag", "kafka-describe-topic")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "/opt/kafka/bin/" in line]
+    assert len(lines) == 3
+    for line in lines:
+        assert "docker compose exec -T kafka-local1 " in line
+        assert "--bootstrap-server kafka-local1:29092" in line
+    assert "--describe --group clickhouse-sink" in result.stdout
+    assert "kafka-local1" in services()
+
+
+def test_compose_shells_use_the_compose_credentials() -> None:
+    result = dry_run("compose", "mysql-shell", "clickhouse-shell")
+    assert "exec mysql-local mysql -uadmin -ptest123 ecommerce" in result.stdout
+    assert "exec clickhouse-local clickhouse-client --user admin --password test123" in result.stdout
+
+
+def test_register_connector_puts_the_connector_config_by_name() -> None:
+    connector = json.loads((REPO_DIR / "kafka-connect" / "clickhouse-sink.json").read_text())
+    result = dry_run("compose", "register-connector", "connector-status")
+    assert result.returncode == 0, result.stderr
+    assert f"http://localhost:8083/connectors/{connector['name']}/config" in result.stdout
+    assert f"http://localhost:8083/connectors/{connector['name']}/status" in result.stdout
+    assert "8083:8083" in services()["kafka-connect"]["ports"]
+
+
+def test_up_connect_replaces_the_python_sink_so_no_table_is_written_twice() -> None:
+    result = dry_run("compose", "up-connect")
+    assert "--profile connect up" in result.stdout and "--scale sink=0" in result.stdout
+
+
+def test_compose_only_targets_refuse_clearly_on_the_local_stack() -> None:
+    for target in ("register-connector", "kafka-ui", "grafana", "clean", "clickhouse-shell"):
+        result = subprocess.run(
+            ["make", "-s", "STACK=local", target], cwd=REPO_DIR, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode != 0, target
+        assert "only the compose stack has" in result.stderr, target
+
+
+def test_stack_must_be_compose_or_local() -> None:
+    result = dry_run("kubernetes", "ps")
+    assert result.returncode != 0
+    assert "STACK must be compose or local" in result.stderr
