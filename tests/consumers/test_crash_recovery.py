@@ -1,0 +1,109 @@
+"""A sink killed with SIGKILL mid-batch (after its insert, before its commit) and restarted: no
+order is lost and none is counted twice. The sink runs as a real subprocess with its own chDB
+directory; another short subprocess reads that directory afterwards (one chDB engine per process)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.events import decode_event
+from consumers.rows import encode_row, transform
+from tests.consumers.factories import base_order, expected_views, history, kafka_value
+from tests.consumers.kafka_helpers import committed_offsets, end_offsets, fully_committed, produce
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def consumer_env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CONSUMER_CRASH_AFTER_WRITES"}
+    env.update(values)
+    return env
+
+
+def run_cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "consumers", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_sink_killed_between_insert_and_commit_loses_nothing_and_counts_nothing_twice(
+    kafka_bootstrap: list[str], make_topic: Any, kafka_group: str, tmp_path: Path
+) -> None:
+    topic = make_topic("orders-analytics")
+    env = consumer_env(
+        KAFKA_BOOTSTRAP_SERVERS=",".join(kafka_bootstrap),
+        ANALYTICS_TOPIC=topic,
+        ANALYTICS_DLQ_TOPIC=make_topic("orders-analytics-dlq", partitions=1),
+        SINK_GROUP_ID=kafka_group,
+        CLICKHOUSE_URL=f"chdb://{tmp_path / 'chdb'}",
+        CLICKHOUSE_DATABASE="analytics",
+        CONSUMER_BATCH_SIZE="10",
+        CONSUMER_BATCH_SECONDS="0.5",
+    )
+    run_cli(env, "migrate")
+    events = []
+    for order_id in range(1, 31):
+        deleted_at = datetime.now(UTC) - timedelta(hours=2) if order_id % 6 == 0 else None
+        events += history(base_order(order_id, user_id=order_id % 4 + 1), ["PAID"], deleted_at)
+    rows = [transform(decode_event(kafka_value(event))) for event in events]
+    produce(kafka_bootstrap, topic, [(str(r.order_id).encode(), encode_row(r), []) for r in rows])
+
+    crashing = subprocess.run(
+        [sys.executable, "-m", "consumers", "sink"],
+        cwd=REPO,
+        env={**env, "CONSUMER_CRASH_AFTER_WRITES": "2"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert crashing.returncode == -signal.SIGKILL, crashing.stderr
+    committed = sum(committed_offsets(kafka_bootstrap, kafka_group, topic).values())
+    assert committed < sum(end_offsets(kafka_bootstrap, topic).values())  # the last write is uncommitted
+
+    restarted = subprocess.Popen(
+        [sys.executable, "-m", "consumers", "sink"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not fully_committed(kafka_bootstrap, kafka_group, topic):
+            if time.monotonic() > deadline or restarted.poll() is not None:
+                pytest.fail("the restarted sink did not commit every record")
+            time.sleep(0.5)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        _, stderr = restarted.communicate(timeout=60)
+    assert restarted.returncode == 0, stderr  # a clean shutdown on SIGTERM
+    assert "sink stopped" in stderr
+
+    expected = expected_views(events)["order_status"]
+    assert sum(count for count, _ in expected.values()) == 25
+    for view in ("order_status_live", "order_status_mv"):
+        output = run_cli(
+            env,
+            "query",
+            "SYSTEM REFRESH VIEW analytics.order_status_mv",
+            "SYSTEM WAIT VIEW analytics.order_status_mv",
+            f"SELECT status, orders_count, total_amount FROM analytics.{view} ORDER BY status",
+        )
+        actual = {
+            status: (int(count), Decimal(total))
+            for status, count, total in (line.split("\t") for line in output.splitlines())
+        }
+        assert actual == expected, view

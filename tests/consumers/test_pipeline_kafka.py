@@ -1,0 +1,120 @@
+"""The whole chain on the real Kafka cluster and real chDB: order.events → transformer →
+orders_analytics → sink → ClickHouse views, with duplicates, a replay, and poison messages on both
+topics that end up in their dead-letter topics while processing continues."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from consumers.clickhouse import migrate
+from consumers.sink import build_sink
+from consumers.transformer import build_transformer
+from tests.consumers.factories import actual_views, base_order, expected_views, history, refresh_views
+from tests.consumers.kafka_helpers import (
+    consumer_settings,
+    drive,
+    event_records,
+    fully_committed,
+    produce,
+    read_topic,
+)
+
+
+def order_histories() -> list[list[dict[str, Any]]]:
+    rng = random.Random(7)
+    statuses = ["PAID", "SHIPPED", "DELIVERED", "CANCELLED", "REFUNDED"]
+    result = []
+    for order_id in range(1, 16):
+        created = base_order(
+            order_id,
+            user_id=order_id % 4 + 1,
+            created_at=datetime(2026, 11, 20, tzinfo=UTC) + timedelta(hours=order_id % 5, minutes=order_id),
+        )
+        deleted_at = datetime.now(UTC) - timedelta(minutes=5) if order_id % 4 == 0 else None
+        result.append(history(created, rng.sample(statuses, k=rng.randint(0, 2)), deleted_at))
+    return result
+
+
+def test_events_flow_to_exact_views_and_poison_goes_to_the_dead_letter_topics(
+    kafka_bootstrap: list[str],
+    make_topic: Any,
+    kafka_group: str,
+    clickhouse_client: Any,
+    clickhouse_database: str,
+) -> None:
+    settings = consumer_settings(
+        kafka_bootstrap,
+        events_topic=make_topic("order-events"),
+        analytics_topic=make_topic("orders-analytics"),
+        events_dlq=make_topic("order-events-dlq", partitions=1),
+        analytics_dlq=make_topic("orders-analytics-dlq", partitions=1),
+        group=kafka_group,
+        database=clickhouse_database,
+    )
+    migrate(clickhouse_client, clickhouse_database)
+    per_order = order_histories()
+    events = [event for events in per_order for event in events]
+
+    # Orders interleaved, each in its own order; then poison; then the whole stream replayed.
+    produce(kafka_bootstrap, settings.order_events_topic, event_records(events))
+    poison_event = dict(events[0], aggregate_version="one")
+    produce(
+        kafka_bootstrap,
+        settings.order_events_topic,
+        [(b"1", b"{not json", []), *event_records([poison_event])],
+    )
+    produce(kafka_bootstrap, settings.analytics_topic, [(b"9", b"garbage row", [])])
+    produce(kafka_bootstrap, settings.order_events_topic, event_records(events))
+
+    transformer, t_consumer, t_producer = build_transformer(settings)
+    sink, s_consumer, s_producer = build_sink(settings, client=clickhouse_client)
+    try:
+        drive(
+            [transformer.step, sink.step],
+            lambda: (
+                fully_committed(kafka_bootstrap, settings.transformer_group_id, settings.order_events_topic)
+                and fully_committed(kafka_bootstrap, settings.sink_group_id, settings.analytics_topic)
+            ),
+            timeout=90,
+            what="transformer and sink committing every record",
+        )
+    finally:
+        for closable in (t_consumer, s_consumer):
+            closable.close(autocommit=False)
+        for producer in (t_producer, s_producer):
+            producer.close(timeout=10)
+
+    refresh_views(clickhouse_client, clickhouse_database)
+    expected = expected_views(events)
+    assert sum(count for count, _ in expected["order_status"].values()) == 12  # 15 orders, 3 deleted
+    assert actual_views(clickhouse_client, clickhouse_database, "_live") == expected
+    assert actual_views(clickhouse_client, clickhouse_database, "_mv") == expected
+
+    analytics_rows = read_topic(kafka_bootstrap, settings.analytics_topic)
+    assert len(analytics_rows) == 2 * len(events) + 1  # every event twice, plus the poison row
+    assert all(
+        r.key == str(json.loads(r.value)["order_id"]).encode() for r in analytics_rows if r.key != b"9"
+    )
+    source = {
+        (r.partition, r.offset): r.value for r in read_topic(kafka_bootstrap, settings.order_events_topic)
+    }
+
+    event_dead_letters = read_topic(kafka_bootstrap, settings.order_events_dlq_topic)
+    reasons = sorted(dict(r.headers)["reason"].decode() for r in event_dead_letters)
+    assert len(reasons) == 2
+    assert reasons[0].startswith("aggregate_version must be an integer")
+    assert reasons[1].startswith("value is not UTF-8 JSON")
+    for record in event_dead_letters:
+        headers = dict(record.headers)
+        assert headers["source_topic"].decode() == settings.order_events_topic
+        position = (int(headers["source_partition"]), int(headers["source_offset"]))
+        assert source[position] == record.value  # the header points at the original record
+
+    analytics_dead_letters = read_topic(kafka_bootstrap, settings.analytics_dlq_topic)
+    assert [r.value for r in analytics_dead_letters] == [b"garbage row"]
+    headers = dict(analytics_dead_letters[0].headers)
+    assert headers["reason"].startswith(b"value is not UTF-8 JSON")
+    assert headers["source_topic"].decode() == settings.analytics_topic

@@ -1,0 +1,110 @@
+"""The sink while ClickHouse fails for a while: it retries with backoff, commits nothing in the
+meantime, keeps its batch, and catches up once ClickHouse answers again. The failure is injected
+at the client boundary: a wrapper around the real chDB client that refuses the first inserts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from consumers.clickhouse import migrate
+from consumers.events import decode_event
+from consumers.rows import encode_row, transform
+from consumers.sink import build_sink
+from tests.consumers.factories import actual_views, base_order, expected_views, history, kafka_value
+from tests.consumers.kafka_helpers import (
+    committed_offsets,
+    consumer_settings,
+    drive,
+    fully_committed,
+    produce,
+)
+
+
+class ClickHouseDown(ConnectionError):
+    pass
+
+
+class FailingInserts:
+    """The real client, except that its first `failures` inserts raise; records what the sink's
+    consumer group had committed at each failure."""
+
+    def __init__(self, client: Any, failures: int, on_failure: Any) -> None:
+        self._client = client
+        self.remaining = failures
+        self.committed_during_failures: list[dict[int, int]] = []
+        self._on_failure = on_failure
+
+    def command(self, cmd: str, **kwargs: Any) -> Any:
+        return self._client.command(cmd, **kwargs)
+
+    def query(self, query: str, **kwargs: Any) -> Any:
+        return self._client.query(query, **kwargs)
+
+    def insert(self, table: str, data: Any, **kwargs: Any) -> Any:
+        if self.remaining > 0:
+            self.remaining -= 1
+            self.committed_during_failures.append(self._on_failure())
+            raise ClickHouseDown("injected: ClickHouse is unreachable")
+        return self._client.insert(table, data, **kwargs)
+
+
+def test_the_sink_retries_without_committing_and_catches_up(
+    kafka_bootstrap: list[str],
+    make_topic: Any,
+    kafka_group: str,
+    clickhouse_client: Any,
+    clickhouse_database: str,
+) -> None:
+    settings = consumer_settings(
+        kafka_bootstrap,
+        analytics_topic=make_topic("orders-analytics"),
+        analytics_dlq=make_topic("orders-analytics-dlq", partitions=1),
+        group=kafka_group,
+        database=clickhouse_database,
+        batch_size=50,
+    )
+    migrate(clickhouse_client, clickhouse_database)
+    events = []
+    for order_id in range(1, 21):
+        deleted_at = datetime.now(UTC) - timedelta(hours=1) if order_id % 5 == 0 else None
+        events += history(base_order(order_id, user_id=order_id % 3 + 1), ["PAID"], deleted_at)
+    rows = [transform(decode_event(kafka_value(event))) for event in events]
+    produce(
+        kafka_bootstrap,
+        settings.analytics_topic,
+        [(str(r.order_id).encode(), encode_row(r), []) for r in rows],
+    )
+
+    flaky = FailingInserts(
+        clickhouse_client,
+        failures=5,
+        on_failure=lambda: committed_offsets(
+            kafka_bootstrap, settings.sink_group_id, settings.analytics_topic
+        ),
+    )
+    sink, consumer, producer = build_sink(settings, client=flaky, retry_initial_delay=0.05)
+    try:
+        drive(
+            [sink.step],
+            lambda: fully_committed(kafka_bootstrap, settings.sink_group_id, settings.analytics_topic),
+            timeout=60,
+            what="the sink committing every record after ClickHouse came back",
+        )
+    finally:
+        consumer.close(autocommit=False)
+        producer.close(timeout=10)
+
+    assert flaky.remaining == 0
+    assert flaky.committed_during_failures == [{}] * 5  # nothing committed while ClickHouse was down
+    refresh_views_and_compare(clickhouse_client, clickhouse_database, events)
+
+
+def refresh_views_and_compare(client: Any, database: str, events: list[dict[str, Any]]) -> None:
+    from tests.consumers.factories import refresh_views
+
+    refresh_views(client, database)
+    expected = expected_views(events)
+    assert sum(count for count, _ in expected["order_status"].values()) == 16
+    assert actual_views(client, database, "_live") == expected
+    assert actual_views(client, database, "_mv") == expected
