@@ -258,3 +258,11 @@ def test_kafka_connect_is_optional_and_its_sink_agrees_with_clickhouse_and_the_t
 def test_third_party_images_are_pinned(image_service: str) -> None:
     image = services()[image_service]["image"]
     assert ":" in image and not image.endswith(":latest"), image
+
+
+def test_compose_brokers_run_the_same_kafka_release_as_the_local_stack() -> None:
+    script = (REPO_DIR / "scripts" / "services" / "kafka.sh").read_text()
+    match = re.search(r"^KAFKA_VERSION=(\S+)", script, flags=re.MULTILINE)
+    assert match, "KAFKA_VERSION not found in scripts/services/kafka.sh"
+    for name in BROKERS:
+        assert services()[name]["image"] == f"apache/kafka:{match.group(1)}", name
