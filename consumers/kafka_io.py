@@ -11,7 +11,9 @@ from kafka.consumer.fetcher import ConsumerRecord
 SEND_TIMEOUT_SECONDS = 30.0
 
 
-def make_consumer(*, bootstrap_servers: list[str], group_id: str, client_id: str) -> KafkaConsumer:
+def make_consumer(
+    *, bootstrap_servers: list[str], group_id: str, client_id: str, session_timeout_ms: int
+) -> KafkaConsumer:
     return KafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         group_id=group_id,
@@ -20,6 +22,8 @@ def make_consumer(*, bootstrap_servers: list[str], group_id: str, client_id: str
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(1000, session_timeout_ms // 10),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.events import InvalidEvent
@@ -107,7 +108,13 @@ class BatchingConsumer(Generic[T]):
             if self._crash_after_writes and self._writes >= self._crash_after_writes:
                 os.kill(os.getpid(), signal.SIGKILL)
         commits = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.offsets.items()}
-        self._consumer.commit(commits)
+        try:
+            self._consumer.commit(commits)
+        except CommitFailedError:
+            # The group moved our partitions on (e.g. a write retried past max.poll.interval.ms):
+            # the new owner re-reads this batch, and writing it twice is harmless.
+            log.warning("commit refused after a rebalance; %d items will be redelivered", len(batch.items))
+            return
         log.debug("committed %s after writing %d items", batch.offsets, len(batch.items))
 
     def abandon(self) -> None:

@@ -54,6 +54,9 @@ class ConsumerSettings:
     clickhouse_database: str
     batch_size: int
     batch_seconds: float
+    # How long the group waits for a silent (e.g. killed) member before giving its partitions to
+    # another: Kafka's default; the broker accepts 6000 to 300000.
+    session_timeout_ms: int = 45_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ConsumerSettings:
@@ -74,4 +77,5 @@ class ConsumerSettings:
             clickhouse_database=_str(env, "CLICKHOUSE_DATABASE", "analytics"),
             batch_size=_int(env, "CONSUMER_BATCH_SIZE", 500),
             batch_seconds=_float(env, "CONSUMER_BATCH_SECONDS", 1.0),
+            session_timeout_ms=_int(env, "CONSUMER_SESSION_TIMEOUT_MS", 45_000, minimum=6000),
         )

@@ -158,6 +158,7 @@ def build_sink(
     producer = make_producer(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="clickhouse-sink")
     consumer = make_consumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        session_timeout_ms=settings.session_timeout_ms,
         group_id=settings.sink_group_id,
         client_id="clickhouse-sink",
     )

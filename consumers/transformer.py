@@ -53,6 +53,7 @@ def build_transformer(
     producer = make_producer(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="transformer")
     consumer = make_consumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        session_timeout_ms=settings.session_timeout_ms,
         group_id=settings.transformer_group_id,
         client_id="transformer",
     )

@@ -111,4 +111,5 @@ def consumer_settings(
         clickhouse_database=database,
         batch_size=batch_size,
         batch_seconds=0.2,
+        session_timeout_ms=6000,
     )

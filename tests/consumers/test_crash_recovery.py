@@ -56,6 +56,7 @@ def test_a_sink_killed_between_insert_and_commit_loses_nothing_and_counts_nothin
         CLICKHOUSE_DATABASE="analytics",
         CONSUMER_BATCH_SIZE="10",
         CONSUMER_BATCH_SECONDS="0.5",
+        CONSUMER_SESSION_TIMEOUT_MS="6000",  # the killed member's partitions move on sooner
     )
     run_cli(env, "migrate")
     events = []
