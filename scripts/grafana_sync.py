@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         print(f"grafana_sync: {exc}", file=sys.stderr)
         return 2
 
-    from grafana_client import GrafanaApi
+    from grafana_client.api import GrafanaApi
     from grafana_client.client import GrafanaException
 
     api = GrafanaApi.from_url(target.url, credential=target.credential, timeout=10.0)

@@ -27,14 +27,16 @@ def compose() -> dict[str, Any]:
 
 
 def services() -> dict[str, dict[str, Any]]:
-    return compose()["services"]
+    found: dict[str, dict[str, Any]] = compose()["services"]
+    return found
 
 
 @cache
 def compose_spec_schema() -> dict[str, Any]:
     """The compose-spec JSON schema as vendored by check-jsonschema (from the compose-spec project)."""
     vendored = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
-    return json.loads(vendored.read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(vendored.read_text(encoding="utf-8"))
+    return schema
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
