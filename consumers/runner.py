@@ -43,6 +43,8 @@ class Batch(Generic[T]):
     items: list[T] = field(default_factory=list)
     # Next offset to commit per partition: covers the batch's items and its dead-lettered records.
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    # First offset per partition: where to rewind to when the batch is dropped uncommitted.
+    first_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     started_at: float | None = None
 
     def add(self, record: ConsumerRecord, item: T | None) -> None:
@@ -50,7 +52,9 @@ class Batch(Generic[T]):
             self.started_at = time.monotonic()
         if item is not None:
             self.items.append(item)
-        self.offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        partition = TopicPartition(record.topic, record.partition)
+        self.first_offsets.setdefault(partition, record.offset)
+        self.offsets[partition] = record.offset + 1
 
 
 class BatchingConsumer(Generic[T]):
@@ -76,7 +80,7 @@ class BatchingConsumer(Generic[T]):
         self._batch: Batch[T] = Batch()
         self._writes = 0
         self._crash_after_writes = int(os.environ.get(CRASH_AFTER_WRITES_ENV, "0") or 0)
-        consumer.subscribe([topic], listener=_FlushOnRevoke(self))
+        consumer.subscribe([topic], listener=_DropOnRevoke(self))
 
     def step(self, poll_timeout_seconds: float = 0.2) -> None:
         """One poll, then a flush when the batch is full or old enough."""
@@ -89,7 +93,7 @@ class BatchingConsumer(Generic[T]):
             self.flush()
 
     def run(self) -> None:
-        """Loops until stop_event is set; the in-flight batch is then abandoned, uncommitted."""
+        """Loops until stop_event is set; the in-flight batch is then dropped, uncommitted."""
         try:
             while not self.stop_event.is_set():
                 self.step()
@@ -99,28 +103,42 @@ class BatchingConsumer(Generic[T]):
             self.abandon()
 
     def flush(self) -> None:
-        batch, self._batch = self._batch, Batch()
+        """Writes the batch, then commits the offsets it covers. If either fails, the batch is
+        dropped and the positions rewound to it, so nothing later is committed over it."""
+        batch = self._batch
         if not batch.offsets:
             return
-        if batch.items:
-            self._write(batch.items)
-            self._writes += 1
-            if self._crash_after_writes and self._writes >= self._crash_after_writes:
-                os.kill(os.getpid(), signal.SIGKILL)
-        commits = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.offsets.items()}
         try:
+            if batch.items:
+                self._write(batch.items)
+                self._writes += 1
+                if self._crash_after_writes and self._writes >= self._crash_after_writes:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            commits = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.offsets.items()}
             self._consumer.commit(commits)
         except CommitFailedError:
             # The group moved our partitions on (e.g. a write retried past max.poll.interval.ms):
             # the new owner re-reads this batch, and writing it twice is harmless.
             log.warning("commit refused after a rebalance; %d items will be redelivered", len(batch.items))
+            self.abandon()
             return
+        except BaseException:
+            self.abandon()
+            raise
+        self._batch = Batch()
         log.debug("committed %s after writing %d items", batch.offsets, len(batch.items))
 
     def abandon(self) -> None:
-        if self._batch.offsets:
-            log.info("abandoning %d uncommitted items; Kafka redelivers them", len(self._batch.items))
-        self._batch = Batch()
+        """Drops the batch uncommitted and rewinds the partitions we still own to its start, so
+        the records are read again (by us or, after a rebalance, by the partitions' new owner)."""
+        batch, self._batch = self._batch, Batch()
+        if not batch.offsets:
+            return
+        log.info("dropping %d uncommitted items; they will be read again", len(batch.items))
+        owned = self._consumer.assignment()
+        for partition, offset in batch.first_offsets.items():
+            if partition in owned:
+                self._consumer.seek(partition, offset)
 
     def _decode_or_dead_letter(self, record: ConsumerRecord) -> T | None:
         try:
@@ -141,19 +159,16 @@ class BatchingConsumer(Generic[T]):
         return batch.started_at is not None and time.monotonic() - batch.started_at >= self._max_batch_seconds
 
 
-class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Before partitions move to another consumer, write and commit what we hold; if that fails,
-    drop it uncommitted so the new owner re-reads it (and our position is reset on reassignment)."""
+class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """When partitions are taken away, the uncommitted batch is dropped rather than written: a
+    write could block the rebalance for as long as ClickHouse or Kafka is failing. The new owners
+    read it again from the committed offsets; writing it twice is harmless."""
 
     def __init__(self, owner: BatchingConsumer[Any]) -> None:
         self._owner = owner
 
     def on_partitions_revoked(self, revoked: object) -> None:
-        try:
-            self._owner.flush()
-        except Exception:
-            log.exception("could not flush before a rebalance; the batch will be redelivered")
-            self._owner.abandon()
+        self._owner.abandon()
 
     def on_partitions_assigned(self, assigned: object) -> None:
         pass

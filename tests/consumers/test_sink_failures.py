@@ -4,6 +4,7 @@ at the client boundary: a wrapper around the real chDB client that refuses the f
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -108,3 +109,54 @@ def refresh_views_and_compare(client: Any, database: str, events: list[dict[str,
     assert sum(count for count, _ in expected["order_status"].values()) == 16
     assert actual_views(client, database, "_live") == expected
     assert actual_views(client, database, "_mv") == expected
+
+
+def test_a_write_that_fails_outright_rewinds_so_the_records_are_read_again(
+    kafka_bootstrap: list[str], make_topic: Any, kafka_group: str
+) -> None:
+    """Without retries around it, a failing write drops its batch and rewinds the partitions: the
+    next steps read the same records again instead of committing past them."""
+    from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
+    from consumers.runner import BatchingConsumer
+
+    topic = make_topic("rewind", partitions=2)
+    produce(kafka_bootstrap, topic, [(str(i).encode(), str(i).encode(), []) for i in range(10)])
+    written: list[int] = []
+    failures = [RuntimeError("injected write failure")]
+
+    def write(items: Any) -> None:
+        if failures:
+            raise failures.pop()
+        written.extend(items)
+
+    consumer = make_consumer(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=kafka_group,
+        client_id="rewind-test",
+        session_timeout_ms=6000,
+    )
+    producer = make_producer(bootstrap_servers=kafka_bootstrap, client_id="rewind-test")
+    loop = BatchingConsumer(
+        consumer=consumer,
+        topic=topic,
+        decode=lambda record: int(record.value),
+        write=write,
+        dead_letters=DeadLetterQueue(producer, f"{topic}.dlq"),
+        max_batch_size=100,
+        max_batch_seconds=0.5,
+    )
+    try:
+        failed = False
+        deadline = time.monotonic() + 60
+        while not fully_committed(kafka_bootstrap, kafka_group, topic):
+            assert time.monotonic() < deadline, "the records were not written and committed within 60s"
+            try:
+                loop.step()
+            except RuntimeError:
+                failed = True
+                assert committed_offsets(kafka_bootstrap, kafka_group, topic) == {}
+    finally:
+        consumer.close(autocommit=False)
+        producer.close(timeout=10)
+    assert failed
+    assert sorted(written) == list(range(10))
