@@ -6,6 +6,7 @@ It is mounted at the site root so that one OpenAPI document (/api/openapi.json, 
 
 from django.http import HttpRequest
 from ninja import NinjaAPI, Schema
+from ninja.responses import Status
 
 from backend.errors import install_error_handlers
 from backend.health import readiness
@@ -36,9 +37,9 @@ def healthz(request: HttpRequest) -> dict[str, str]:
 
 
 @api.get("/readyz", response={200: Readiness, 503: Readiness}, tags=["probes"])
-def readyz(request: HttpRequest) -> tuple[int, dict[str, object]]:
+def readyz(request: HttpRequest) -> Status[dict[str, object]]:
     ready, checks = readiness()
-    return (200 if ready else 503), {"status": "ready" if ready else "not ready", "checks": checks}
+    return Status(200 if ready else 503, {"status": "ready" if ready else "not ready", "checks": checks})
 
 
 api.add_router("/api", orders_router)

@@ -28,7 +28,7 @@ def check_kafka(timeout_ms: int = 3000) -> dict[str, Any]:
         bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
         client_id="readyz",
         request_timeout_ms=timeout_ms,
-        api_version_auto_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
     )
     try:
         cluster = admin.describe_cluster()

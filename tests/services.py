@@ -41,7 +41,7 @@ def require_kafka() -> int:
     servers = settings.KAFKA_BOOTSTRAP_SERVERS
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=servers, request_timeout_ms=5000
+            bootstrap_servers=servers, request_timeout_ms=5000, bootstrap_timeout_ms=10000
         )
         try:
             brokers = len(admin.describe_cluster()["brokers"])
