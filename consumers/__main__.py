@@ -18,6 +18,7 @@ import sys
 import threading
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
+from kafka.errors import KafkaError
 
 from consumers.clickhouse import connect, migrate, query_rows
 from consumers.runner import stop_on_signals
@@ -76,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ClickHouseError as exc:
         print(f"ClickHouse error: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        servers = ",".join(settings.kafka_bootstrap_servers)
+        print(f"Kafka error (KAFKA_BOOTSTRAP_SERVERS={servers}): {exc}", file=sys.stderr)
         return 1
     return 0
 
