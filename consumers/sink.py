@@ -115,9 +115,9 @@ class ClickHouseWriter:
                 column_names=TOMBSTONE_COLUMNS,
                 settings=SYNC_INSERT_SETTINGS,
             )
-        deleted_at_version = self._tombstone_versions({row.order_id for row in rows})
+        tombstone_version = self._tombstone_versions({row.order_id for row in rows})
         # Rows older than the order's delete can only be late or replayed: they must not resurrect it.
-        live = [row for row in rows if row.version >= deleted_at_version.get(row.order_id, 0)]
+        live = [row for row in rows if row.version >= tombstone_version.get(row.order_id, 0)]
         if live:
             self._client.insert(
                 f"{self._database}.orders_analytics",
