@@ -7,8 +7,11 @@ from django.contrib import admin
 from django.urls import path
 
 from backend.api import api
+from outbox.metrics import metrics_view
 
 urlpatterns = [
     path("", api.urls),
     path("admin/", admin.site.urls),
+    # Prometheus scrape endpoint of the outbox relay (plain text, outside the JSON API).
+    path("metrics", metrics_view),
 ]

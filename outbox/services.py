@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from outbox.models import OutboxEvent
+from outbox.kick import relay_kick_on_commit
+from outbox.models import OutboxEvent, OutboxStatus
 
 SCHEMA_VERSION = 1
 
@@ -27,7 +30,7 @@ def outbox_event_create(
     if not connection.in_atomic_block:
         # Outside a transaction the event could commit without its change (or the reverse).
         raise RuntimeError("outbox_event_create must run inside transaction.atomic()")
-    return OutboxEvent.objects.create(
+    event = OutboxEvent.objects.create(
         event_type=event_type,
         aggregate_type=aggregate_type,
         aggregate_id=str(aggregate_id),
@@ -36,3 +39,32 @@ def outbox_event_create(
         occurred_at=occurred_at or timezone.now(),
         payload=payload,
     )
+    relay_kick_on_commit()
+    return event
+
+
+def outbox_event_retry(*, event_ids: Iterable[int]) -> int:
+    """Puts parked events back in the queue with fresh attempts; returns how many were parked."""
+    return OutboxEvent.objects.filter(pk__in=list(event_ids), status=OutboxStatus.FAILED).update(
+        status=OutboxStatus.PENDING, attempts=0, next_attempt_at=None, locked_by="", locked_until=None
+    )
+
+
+def outbox_published_purge(
+    *, older_than: timedelta, batch_size: int = 1000, time_budget: float = 30.0
+) -> int:
+    """Deletes published rows older than ``older_than`` in small batches, so the purge never
+    holds long locks next to the writers and the relay. Returns how many rows it deleted."""
+    cutoff = timezone.now() - older_than
+    deadline = time.monotonic() + time_budget
+    deleted = 0
+    while time.monotonic() < deadline:
+        ids = list(
+            OutboxEvent.objects.filter(status=OutboxStatus.PUBLISHED, published_at__lt=cutoff)
+            .order_by("published_at")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            break
+        deleted += OutboxEvent.objects.filter(pk__in=ids, status=OutboxStatus.PUBLISHED).delete()[0]
+    return deleted

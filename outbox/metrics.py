@@ -1,0 +1,92 @@
+"""Operator metrics of the outbox, in Prometheus' text format at /metrics.
+
+Gauges (pending, oldest pending age, parked) are read from the outbox table at scrape time, so
+they are right whichever process asks. Counters and the batch duration histogram are written by
+every relay process into one Redis hash, because relays run in Celery worker processes that the
+web process cannot see.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from django.db.models import Min
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from outbox.models import OutboxEvent, OutboxStatus
+from outbox.redis_state import metrics_key, redis_client
+
+logger = logging.getLogger(__name__)
+
+BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+COUNTERS = {
+    "published": "Events published to Kafka (acknowledged by every in-sync replica).",
+    "failures": "Failed publish attempts of single events (each one is retried or parked).",
+    "parked": "Events parked as failed after their last attempt.",
+}
+
+
+def record_batch(*, published: int, failed: int, parked: int, seconds: float) -> None:
+    """Adds one relay batch to the shared counters; never raises (metrics must not stop the relay)."""
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        key = metrics_key()
+        pipe.hincrby(key, "published", published)
+        pipe.hincrby(key, "failures", failed)
+        pipe.hincrby(key, "parked", parked)
+        pipe.hincrby(key, "batch_count", 1)
+        pipe.hincrbyfloat(key, "batch_sum", seconds)
+        for bound in BATCH_SECONDS_BUCKETS:
+            if seconds <= bound:
+                pipe.hincrby(key, f"batch_le_{bound}", 1)
+        pipe.execute()
+    except Exception:
+        logger.warning("could not record relay metrics in Redis", exc_info=True)
+
+
+def _shared_counters() -> dict[str, float]:
+    try:
+        raw = redis_client().hgetall(metrics_key())
+    except Exception:
+        logger.warning("could not read relay metrics from Redis", exc_info=True)
+        return {}
+    return {name.decode(): float(value) for name, value in raw.items()}
+
+
+class OutboxCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        pending = OutboxEvent.objects.filter(status=OutboxStatus.PENDING)
+        yield GaugeMetricFamily("outbox_pending_events", "Events waiting to be published.", pending.count())
+        oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
+        age = (timezone.now() - oldest).total_seconds() if oldest else 0.0
+        yield GaugeMetricFamily(
+            "outbox_oldest_pending_age_seconds", "Age of the oldest event not yet published.", max(0.0, age)
+        )
+        parked = OutboxEvent.objects.filter(status=OutboxStatus.FAILED).count()
+        yield GaugeMetricFamily(
+            "outbox_parked_events", "Events parked as failed, waiting for a retry from the admin.", parked
+        )
+
+        shared = _shared_counters()
+        for name, documentation in COUNTERS.items():
+            yield CounterMetricFamily(f"outbox_{name}", documentation, value=shared.get(name, 0.0))
+        buckets = [(str(bound), shared.get(f"batch_le_{bound}", 0.0)) for bound in BATCH_SECONDS_BUCKETS]
+        buckets.append(("+Inf", shared.get("batch_count", 0.0)))
+        yield HistogramMetricFamily(
+            "outbox_relay_batch_duration_seconds",
+            "Duration of one relay batch: claim, publish and mark.",
+            buckets=buckets,
+            sum_value=shared.get("batch_sum", 0.0),
+        )
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(OutboxCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

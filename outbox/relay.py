@@ -1,0 +1,353 @@
+"""The outbox relay: claim pending events, publish them to Kafka, mark what Kafka acknowledged.
+
+One batch is three steps, and the broker I/O never runs inside a database transaction:
+
+1. **Claim** (one short transaction). Pending rows that are due are selected in id order with
+   ``FOR UPDATE SKIP LOCKED``, so concurrent relays never claim the same row. Per aggregate only
+   a contiguous run of versions starting at the aggregate's lowest unpublished version is kept;
+   an aggregate whose head event is parked, backing off, leased by another relay or locked by a
+   concurrent claim is skipped entirely. The kept rows get a lease (``locked_by``/``locked_until``)
+   and the transaction commits.
+2. **Publish**. Runs are sent in rounds: round k sends the k-th event of every run, then waits for
+   every acknowledgement. An event is only sent once the previous version of its aggregate was
+   acknowledged, so a failed send can never be overtaken by a later version of the same order,
+   whatever the client does with its retries.
+3. **Mark**. Acknowledged rows become published in one UPDATE. A failed row gets an attempt, its
+   error and an exponential backoff, or is parked as failed after the last attempt; the rest of
+   its run is released untouched. Rows of a relay that dies before this step keep their lease
+   until it runs out and are then claimed and published again: duplicates are possible, loss and
+   reordering are not.
+
+Why it is safe with several relays: version v+1 of an aggregate is only claimable once every
+earlier version is published, and "published" is only written after Kafka acknowledged it. No
+"last published id" high-water mark is used: auto-increment ids become visible out of commit order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, Min, OuterRef, Q
+from django.utils import timezone
+
+from outbox import metrics
+from outbox.envelope import kafka_record_of
+from outbox.models import OutboxEvent, OutboxStatus
+from outbox.producer import producer_discard, producer_get
+
+logger = logging.getLogger(__name__)
+
+AggregateKey = tuple[str, str]
+
+# Exit status of a relay process stopped by the OUTBOX_FAULT_EXIT_AFTER_PRODUCE fault hook.
+FAULT_EXIT_STATUS = 70
+
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    published: int = 0
+    failed: int = 0
+    parked: int = 0
+    # Kafka could not be reached at all: nothing was counted against the events.
+    outage: bool = False
+
+
+@dataclass
+class RunResult:
+    batches: int = 0
+    published: int = 0
+    failed: int = 0
+    parked: int = 0
+    outage: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class _Publication:
+    published: list[int] = field(default_factory=list)
+    failures: dict[int, str] = field(default_factory=dict)
+    # Claimed rows that were never sent: the rest of a failed run, or everything after an outage.
+    unsent: list[int] = field(default_factory=list)
+    outage: bool = False
+
+
+def relay_identity() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+
+# --- claim --------------------------------------------------------------------------------------
+
+
+def _due_candidates(*, now: datetime, limit: int) -> list[OutboxEvent]:
+    # An earlier version that cannot go out now (parked, backing off, leased) blocks its whole
+    # aggregate; filtering those tails in SQL keeps one stuck order from filling every batch.
+    blocking_earlier = OutboxEvent.objects.filter(
+        aggregate_type=OuterRef("aggregate_type"),
+        aggregate_id=OuterRef("aggregate_id"),
+        aggregate_version__lt=OuterRef("aggregate_version"),
+    ).filter(
+        Q(status=OutboxStatus.FAILED)
+        | Q(status=OutboxStatus.PENDING) & (Q(next_attempt_at__gt=now) | Q(locked_until__gt=now))
+    )
+    return list(
+        OutboxEvent.objects.select_for_update(skip_locked=True)
+        .filter(status=OutboxStatus.PENDING)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(~Exists(blocking_earlier))
+        .order_by("id")[:limit]
+    )
+
+
+def _unpublished_heads(keys: set[AggregateKey]) -> dict[AggregateKey, int]:
+    """The lowest version not yet published of each aggregate, leased or locked ones included."""
+    ids_by_type: dict[str, set[str]] = defaultdict(set)
+    for aggregate_type, aggregate_id in keys:
+        ids_by_type[aggregate_type].add(aggregate_id)
+    heads: dict[AggregateKey, int] = {}
+    for aggregate_type, aggregate_ids in ids_by_type.items():
+        rows = (
+            OutboxEvent.objects.filter(
+                aggregate_type=aggregate_type,
+                aggregate_id__in=aggregate_ids,
+                status__in=[OutboxStatus.PENDING, OutboxStatus.FAILED],
+            )
+            .values("aggregate_id")
+            .annotate(head=Min("aggregate_version"))
+        )
+        for row in rows:
+            heads[(aggregate_type, row["aggregate_id"])] = row["head"]
+    return heads
+
+
+def contiguous_runs(candidates: list[OutboxEvent], heads: dict[AggregateKey, int]) -> list[list[OutboxEvent]]:
+    """Per aggregate, the candidates that form an unbroken run of versions from the aggregate's
+    head. A gap means another relay holds (or is claiming) the missing version: stop there."""
+    by_aggregate: dict[AggregateKey, list[OutboxEvent]] = defaultdict(list)
+    for event in candidates:
+        by_aggregate[(event.aggregate_type, event.aggregate_id)].append(event)
+    runs: list[list[OutboxEvent]] = []
+    for key, events in by_aggregate.items():
+        expected = heads.get(key)
+        run: list[OutboxEvent] = []
+        for event in sorted(events, key=lambda e: e.aggregate_version):
+            if event.aggregate_version != expected:
+                break
+            run.append(event)
+            expected += 1
+        if run:
+            runs.append(run)
+    return runs
+
+
+def claim_batch(*, relay_id: str, batch_size: int) -> list[list[OutboxEvent]]:
+    """Leases a batch and returns it as per-aggregate runs in version order."""
+    now = timezone.now()
+    with transaction.atomic():
+        candidates = _due_candidates(now=now, limit=batch_size)
+        if not candidates:
+            return []
+        heads = _unpublished_heads({(e.aggregate_type, e.aggregate_id) for e in candidates})
+        runs = contiguous_runs(candidates, heads)
+        claimed_ids = [event.pk for run in runs for event in run]
+        if claimed_ids:
+            OutboxEvent.objects.filter(pk__in=claimed_ids).update(
+                locked_by=relay_id,
+                locked_until=now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS),
+            )
+    return runs
+
+
+# --- publish ------------------------------------------------------------------------------------
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Broker-side trouble (timeouts, unreachable or fenced brokers), not a property of the event."""
+    return bool(getattr(exc, "retriable", False)) or isinstance(exc, (TimeoutError, ConnectionError))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def publish_runs(runs: list[list[OutboxEvent]], *, topic: str) -> _Publication:
+    result = _Publication()
+    try:
+        producer = producer_get()
+    except Exception as exc:  # no broker answered the bootstrap: an outage, not the events' fault
+        logger.warning("Kafka producer unavailable: %s", _describe(exc))
+        producer_discard()
+        result.outage = True
+        result.unsent = [event.pk for run in runs for event in run]
+        return result
+
+    active = list(runs)
+    depth = 0
+    while active:
+        futures: list[tuple[OutboxEvent, Any]] = []
+        round_errors: dict[int, BaseException] = {}
+        for run in active:
+            event = run[depth]
+            try:
+                key, value, headers = kafka_record_of(event)
+                futures.append((event, producer.send(topic, key=key, value=value, headers=headers)))
+            except Exception as exc:  # unserializable payload, oversized record, metadata timeout
+                round_errors[event.pk] = exc
+                if _is_transient(exc):
+                    # Metadata is unavailable: every further send would block just as long.
+                    result.outage = True
+                    break
+        try:
+            producer.flush(timeout=settings.KAFKA_PRODUCER_DELIVERY_TIMEOUT + 5)
+        except Exception as exc:  # futures not done by now count as failed below
+            logger.warning("Kafka flush did not finish: %s", _describe(exc))
+        for event, future in futures:
+            if future.is_done and future.succeeded():
+                result.published.append(event.pk)
+            else:
+                round_errors[event.pk] = (
+                    future.exception if future.is_done else TimeoutError("no ack in time")
+                )
+
+        sent_any = any(future.is_done and future.succeeded() for _, future in futures)
+        if round_errors and not sent_any and all(_is_transient(e) for e in round_errors.values()):
+            # Nothing of this round got through and only for broker reasons: Kafka is away. The
+            # events are not to blame, so no attempts are counted; the next run tries again.
+            result.outage = True
+        if result.outage:
+            handled = set(result.published)
+            result.unsent.extend(e.pk for run in runs for e in run if e.pk not in handled)
+            producer_discard()
+            return result
+
+        next_active = []
+        for run in active:
+            event = run[depth]
+            if event.pk in round_errors:
+                result.failures[event.pk] = _describe(round_errors[event.pk])
+                result.unsent.extend(e.pk for e in run[depth + 1 :])
+            elif len(run) > depth + 1:
+                next_active.append(run)
+        active = next_active
+        depth += 1
+    return result
+
+
+# --- mark ---------------------------------------------------------------------------------------
+
+
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff after the given number of failed attempts, capped."""
+    base = settings.OUTBOX_RETRY_BASE_SECONDS
+    return float(min(settings.OUTBOX_RETRY_MAX_SECONDS, base * (2 ** max(0, attempts - 1))))
+
+
+def mark_results(publication: _Publication, *, relay_id: str) -> tuple[int, int]:
+    """Writes the outcome of a batch; returns (failed, parked)."""
+    now = timezone.now()
+    parked = 0
+    with transaction.atomic():
+        if publication.published:
+            # Whoever holds the lease now, Kafka has these records: they are published.
+            OutboxEvent.objects.filter(pk__in=publication.published, status=OutboxStatus.PENDING).update(
+                status=OutboxStatus.PUBLISHED, published_at=now, locked_by="", locked_until=None
+            )
+        for event in OutboxEvent.objects.filter(
+            pk__in=list(publication.failures), locked_by=relay_id, status=OutboxStatus.PENDING
+        ):
+            event.attempts += 1
+            event.last_error = publication.failures[event.pk]
+            event.locked_by, event.locked_until = "", None
+            if event.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+                event.status = OutboxStatus.FAILED
+                event.next_attempt_at = None
+                parked += 1
+                logger.error(
+                    "outbox event %s parked after %s attempts: %s", event, event.attempts, event.last_error
+                )
+            else:
+                event.next_attempt_at = now + timedelta(seconds=retry_delay(event.attempts))
+            event.save(
+                update_fields=[
+                    "attempts",
+                    "last_error",
+                    "locked_by",
+                    "locked_until",
+                    "status",
+                    "next_attempt_at",
+                ]
+            )
+        if publication.unsent:
+            OutboxEvent.objects.filter(pk__in=publication.unsent, locked_by=relay_id).update(
+                locked_by="", locked_until=None
+            )
+    return len(publication.failures), parked
+
+
+# --- batches and runs ---------------------------------------------------------------------------
+
+
+def relay_batch(*, relay_id: str, batch_size: int, topic: str) -> BatchResult:
+    started = time.perf_counter()
+    runs = claim_batch(relay_id=relay_id, batch_size=batch_size)
+    claimed = sum(len(run) for run in runs)
+    if not claimed:
+        return BatchResult()
+    publication = publish_runs(runs, topic=topic)
+    if settings.OUTBOX_FAULT_EXIT_AFTER_PRODUCE and publication.published:
+        # Test hook: die like a kill -9 between Kafka's ack and the marking transaction.
+        logger.error(
+            "fault hook: exiting after producing %s events, before marking them", len(publication.published)
+        )
+        os._exit(FAULT_EXIT_STATUS)
+    failed, parked = mark_results(publication, relay_id=relay_id)
+    result = BatchResult(
+        claimed=claimed,
+        published=len(publication.published),
+        failed=failed,
+        parked=parked,
+        outage=publication.outage,
+    )
+    metrics.record_batch(
+        published=result.published,
+        failed=result.failed,
+        parked=result.parked,
+        seconds=time.perf_counter() - started,
+    )
+    return result
+
+
+def relay_run(
+    *, time_budget: float | None = None, batch_size: int | None = None, topic: str | None = None
+) -> RunResult:
+    """Drains the outbox batch after batch until nothing is due, Kafka is unreachable, or the
+    time budget is spent."""
+    budget = settings.OUTBOX_RELAY_TIME_BUDGET if time_budget is None else time_budget
+    size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
+    topic = topic or settings.ORDER_EVENTS_TOPIC
+    relay_id = relay_identity()
+    started = time.monotonic()
+    run = RunResult()
+    while time.monotonic() - started < budget:
+        batch = relay_batch(relay_id=relay_id, batch_size=size, topic=topic)
+        if not batch.claimed:
+            break
+        run.batches += 1
+        run.published += batch.published
+        run.failed += batch.failed
+        run.parked += batch.parked
+        if batch.outage:
+            run.outage = True
+            break
+    run.seconds = time.monotonic() - started
+    return run
