@@ -266,3 +266,19 @@ def test_compose_brokers_run_the_same_kafka_release_as_the_local_stack() -> None
     assert match, "KAFKA_VERSION not found in scripts/services/kafka.sh"
     for name in BROKERS:
         assert services()[name]["image"] == f"apache/kafka:{match.group(1)}", name
+
+
+def test_init_and_the_roles_run_commands_that_exist() -> None:
+    from django.core.management import get_commands
+
+    commands = get_commands()
+    init = " ".join(services()["init"]["command"])
+    for name in re.findall(r"manage\.py (\w+)", init):
+        assert name in commands, f"init runs manage.py {name}, which is not a management command"
+    for role in ("transformer", "sink"):
+        assert services()[role]["command"][:3] == ["python", "-m", "consumers"]
+    runner = (REPO_DIR / "consumers" / "__main__.py").read_text() + (
+        REPO_DIR / "consumers" / "runner.py"
+    ).read_text()
+    for role in ("transformer", "sink"):
+        assert f'"{services()[role]["command"][3]}"' in runner, f"python -m consumers has no role {role}"
