@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,8 +60,10 @@ def test_events_flow_to_exact_views_and_poison_goes_to_the_dead_letter_topics(
     per_order = order_histories()
     events = [event for events in per_order for event in events]
 
-    # Orders interleaved, each in its own order; then poison; then the whole stream replayed.
-    produce(kafka_bootstrap, settings.order_events_topic, event_records(events))
+    # Orders interleaved (layer by version), each in its own order; then poison; then the whole
+    # stream replayed.
+    interleaved = sorted(events, key=lambda e: e["aggregate_version"])
+    produce(kafka_bootstrap, settings.order_events_topic, event_records(interleaved))
     poison_event = dict(events[0], aggregate_version="one")
     produce(
         kafka_bootstrap,
@@ -67,7 +71,7 @@ def test_events_flow_to_exact_views_and_poison_goes_to_the_dead_letter_topics(
         [(b"1", b"{not json", []), *event_records([poison_event])],
     )
     produce(kafka_bootstrap, settings.analytics_topic, [(b"9", b"garbage row", [])])
-    produce(kafka_bootstrap, settings.order_events_topic, event_records(events))
+    produce(kafka_bootstrap, settings.order_events_topic, event_records(interleaved))
 
     transformer, t_consumer, t_producer = build_transformer(settings)
     sink, s_consumer, s_producer = build_sink(settings, client=clickhouse_client)
@@ -118,3 +122,29 @@ def test_events_flow_to_exact_views_and_poison_goes_to_the_dead_letter_topics(
     headers = dict(analytics_dead_letters[0].headers)
     assert headers["reason"].startswith(b"value is not UTF-8 JSON")
     assert headers["source_topic"].decode() == settings.analytics_topic
+
+    # Rebuilding ClickHouse from the analytics topic (a new group, an empty database) gives the
+    # same views.
+    rebuilt = replace(
+        settings,
+        sink_group_id=f"{kafka_group}-rebuild",
+        clickhouse_database="rebuild_" + uuid.uuid4().hex[:8],
+    )
+    migrate(clickhouse_client, rebuilt.clickhouse_database)
+    try:
+        sink, s_consumer, s_producer = build_sink(rebuilt, client=clickhouse_client)
+        try:
+            drive(
+                [sink.step],
+                lambda: fully_committed(kafka_bootstrap, rebuilt.sink_group_id, rebuilt.analytics_topic),
+                timeout=60,
+                what="the rebuild committing every analytics row",
+            )
+        finally:
+            s_consumer.close(autocommit=False)
+            s_producer.close(timeout=10)
+        refresh_views(clickhouse_client, rebuilt.clickhouse_database)
+        assert actual_views(clickhouse_client, rebuilt.clickhouse_database, "_live") == expected
+        assert actual_views(clickhouse_client, rebuilt.clickhouse_database, "_mv") == expected
+    finally:
+        clickhouse_client.command(f"DROP DATABASE IF EXISTS {rebuilt.clickhouse_database} SYNC")
