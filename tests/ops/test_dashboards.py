@@ -120,10 +120,36 @@ def test_variables_the_queries_use_are_defined() -> None:
         assert database["query"] == "analytics", "the database variable must default to CLICKHOUSE_DATABASE"
 
 
-def test_prometheus_panels_read_kafka_exporter_series() -> None:
+def prometheus_series(prefix: str) -> set[str]:
+    return {
+        name
+        for query in panel_queries()
+        if query.datasource_type == "prometheus"
+        for name in re.findall(r"\b(" + prefix + r"[a-z_]+)\b", query.text)
+    }
+
+
+def test_prometheus_panels_read_kafka_exporter_and_outbox_series() -> None:
     prometheus = [q for q in panel_queries() if q.datasource_type == "prometheus"]
     assert {q.panel_title for q in prometheus} >= {"Consumer lag per group", "Dead-letter messages"}
     for query in prometheus:
-        metrics = set(re.findall(r"\b(kafka_[a-z_]+)\b", query.text))
-        assert metrics and metrics <= KAFKA_EXPORTER_METRICS, f"{query.key}: {metrics}"
+        assert re.search(r"\b(kafka|outbox)_", query.text), f"{query.key}: reads no known series"
         assert query.text.count("(") == query.text.count(")"), f"{query.key}: unbalanced parentheses"
+    assert prometheus_series("kafka_") <= KAFKA_EXPORTER_METRICS
+
+
+@pytest.mark.django_db
+def test_outbox_series_the_panels_read_are_served_at_metrics(client: Any) -> None:
+    """The relay panels read the web role's /metrics: every outbox series they name must be in it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    served = {
+        sample.name
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+    used = prometheus_series("outbox_")
+    assert used, "the pipeline-health dashboard reads no outbox series"
+    assert used <= served, f"not served at /metrics: {sorted(used - served)}"
