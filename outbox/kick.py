@@ -47,7 +47,7 @@ def relay_kick() -> None:
     try:
         from outbox.tasks import relay_outbox
 
-        relay_outbox.apply_async(retry=False)
+        relay_outbox.apply_async(queue=settings.CELERY_TASK_DEFAULT_QUEUE, retry=False)
     except Exception as exc:
         logger.warning("relay kick could not be queued (beat will relay): %s", exc)
         try:
