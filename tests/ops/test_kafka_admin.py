@@ -73,7 +73,8 @@ def topic_with_lag(admin: Any, servers: list[str]) -> Iterator[tuple[str, str]]:
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["make", "-s", "STACK=local", *args],
+        # -o: never reinstall the virtualenv from inside a test (pytest already runs in it).
+        ["make", "-s", "-o", ".venv/.installed", "STACK=local", *args],
         cwd=REPO_DIR,
         capture_output=True,
         text=True,
