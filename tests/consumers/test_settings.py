@@ -8,7 +8,7 @@ import pytest
 from consumers.settings import ConsumerSettings, SettingsError
 
 
-def test_defaults_match_the_django_settings() -> None:
+def test_defaults_are_those_of_the_local_stack() -> None:
     settings = ConsumerSettings.from_env({})
     assert settings.kafka_bootstrap_servers == ["127.0.0.1:19092", "127.0.0.1:19093", "127.0.0.1:19094"]
     assert (settings.order_events_topic, settings.analytics_topic) == ("order.events", "orders_analytics")
