@@ -125,8 +125,9 @@ init-db: ## MySQL migrations, the ClickHouse DDL and the Kafka topics
 	@$(COMPOSE) run --rm init
 mysql-shell: ## SQL shell on the ecommerce database
 	@$(COMPOSE) exec mysql-local mysql -uadmin -ptest123 ecommerce
-clickhouse-shell: ## SQL shell on the analytics database
-	@$(COMPOSE) exec clickhouse-local clickhouse-client --user admin --password test123 --database analytics
+clickhouse-shell: ## SQL shell on the analytics database (QUERY="…" for one query)
+	@$(COMPOSE) exec clickhouse-local clickhouse-client --user admin --password test123 --database analytics \
+		$(if $(QUERY),--query "$(QUERY)")
 
 .PHONY: kafka-topics kafka-create-topic kafka-describe-topic kafka-consumer-groups kafka-consumer-lag kafka-cluster-info
 kafka-topics: ## list the topics
@@ -175,13 +176,14 @@ init-db: migrate
 mysql-shell:
 	@$(PY) manage.py dbshell
 
+clickhouse-shell: python
+	@$(PY) scripts/clickhouse_shell.py $(if $(QUERY),-q "$(QUERY)")
+
 .PHONY: up-connect clean clickhouse-shell register-connector connector-status kafka-ui grafana
 up-connect:
 	$(call compose_only,Kafka Connect,the local stack loads ClickHouse with the Python sink)
 clean:
 	$(call compose_only,data volumes,on the local stack run scripts/services.sh stop and delete var/ yourself)
-clickhouse-shell:
-	$(call compose_only,a ClickHouse server,locally chDB is in-process and owned by one process at a time)
 register-connector connector-status:
 	$(call compose_only,Kafka Connect,the local stack loads ClickHouse with the Python sink)
 kafka-ui:

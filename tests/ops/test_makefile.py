@@ -83,7 +83,7 @@ def test_up_connect_replaces_the_python_sink_so_no_table_is_written_twice() -> N
 
 
 def test_compose_only_targets_refuse_clearly_on_the_local_stack() -> None:
-    for target in ("register-connector", "kafka-ui", "grafana", "clean", "clickhouse-shell"):
+    for target in ("register-connector", "kafka-ui", "grafana", "clean"):
         result = subprocess.run(
             ["make", "-s", "STACK=local", target], cwd=REPO_DIR, capture_output=True, text=True, timeout=60
         )

@@ -1,0 +1,106 @@
+"""`make clickhouse-shell` on the local stack, against a real chDB gateway process of the test's
+own (its own data directory and port; chDB allows one owner per directory)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.ops.compose_stack import REPO_DIR
+
+sys.path.insert(0, str(REPO_DIR / "scripts"))
+
+import clickhouse_shell
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def gateway_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path / "gateway.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "consumers.chdb_gateway",
+            "--data-dir",
+            str(tmp_path / "chdb"),
+            "--port",
+            str(port),
+        ],
+        cwd=REPO_DIR,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None, (tmp_path / "gateway.log").read_text()
+                assert time.monotonic() < deadline, "the chDB gateway did not answer /ping within 60 s"
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def shell(url: str, *make_args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": "default"}
+    return subprocess.run(
+        ["make", "-s", "-o", ".venv/.installed", "STACK=local", "clickhouse-shell", *make_args],
+        cwd=REPO_DIR,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_statements_split_on_semicolons_outside_quotes() -> None:
+    text = "SELECT 'a;b'; SELECT `x;y` FROM t;\n\n ; SELECT 3"
+    assert list(clickhouse_shell.statements(text)) == ["SELECT 'a;b'", "SELECT `x;y` FROM t", "SELECT 3"]
+
+
+def test_a_chdb_url_means_the_local_gateway() -> None:
+    assert clickhouse_shell.server_url({"CLICKHOUSE_URL": "chdb:///var/chdb"}) == "http://127.0.0.1:8123"
+    assert clickhouse_shell.server_url({"CLICKHOUSE_URL": "http://h:8123"}) == "http://h:8123"
+
+
+def test_make_clickhouse_shell_runs_queries_through_the_gateway(gateway_url: str) -> None:
+    created = shell(
+        gateway_url, "QUERY=CREATE TABLE shell_t (n UInt8) ENGINE = Memory; INSERT INTO shell_t VALUES (7)"
+    )
+    assert created.returncode == 0, created.stderr
+    piped = shell(gateway_url, stdin="SELECT n * 6 AS answer FROM shell_t;\nSHOW TABLES;\n")
+    assert piped.returncode == 0, piped.stderr
+    assert "answer" in piped.stdout and "42" in piped.stdout and "shell_t" in piped.stdout
+
+    failed = shell(gateway_url, "QUERY=SELECT no_such_function()")
+    assert failed.returncode != 0
+    assert "no_such_function" in failed.stderr
+
+
+def test_make_clickhouse_shell_names_an_unreachable_server() -> None:
+    result = shell(f"http://127.0.0.1:{free_port()}", "QUERY=SELECT 1")
+    assert result.returncode != 0
+    assert "ClickHouse is not reachable at http://127.0.0.1:" in result.stderr
