@@ -171,7 +171,7 @@ ps: services-status
 logs:
 	@tail -n 50 -F var/log/*.log
 init-db: migrate
-	@$(PY) -m consumers migrate
+	@$(PY) manage.py clickhouse_migrate
 	@$(PY) manage.py kafka_topics
 mysql-shell:
 	@$(PY) manage.py dbshell

@@ -4,6 +4,7 @@ to commands against the compose services (checked with `make -n`: no Docker engi
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -95,3 +96,12 @@ def test_stack_must_be_compose_or_local() -> None:
     result = dry_run("kubernetes", "ps")
     assert result.returncode != 0
     assert "STACK must be compose or local" in result.stderr
+
+
+def test_init_db_runs_the_init_services_commands_on_both_stacks() -> None:
+    init = " ".join(services()["init"]["command"])
+    steps = re.findall(r"manage\.py (\w+)", init)
+    assert steps == ["migrate", "clickhouse_migrate", "kafka_topics"]
+    assert "docker compose run --rm init" in dry_run("compose", "init-db").stdout
+    local = dry_run("local", "-o", ".venv/.installed", "init-db").stdout
+    assert re.findall(r"manage\.py (\w+)", local) == steps
