@@ -203,15 +203,9 @@ def test_grafana_gets_the_clickhouse_plugin_and_every_variable_its_provisioning_
     provisioning = (REPO_DIR / "grafana/provisioning/datasources/datasources.yaml").read_text()
     used = set(re.findall(r"\$\{([A-Z_]+)\}", provisioning))
     assert used and used <= set(env), f"unset in Grafana's environment: {sorted(used - set(env))}"
-    clickhouse = environment(services()["clickhouse-local"])
     assert (env["CLICKHOUSE_HOST"], env["CLICKHOUSE_PORT"]) == ("clickhouse-local", "8123")
-    assert (env["CLICKHOUSE_USER"], env["CLICKHOUSE_PASSWORD"]) == (
-        clickhouse["CLICKHOUSE_USER"],
-        clickhouse["CLICKHOUSE_PASSWORD"],
-    )
-    mysql = environment(services()["mysql-local"])
     assert env["MYSQL_HOST"] == "mysql-local:3306"
-    assert (env["MYSQL_USER"], env["MYSQL_PASSWORD"]) == (mysql["MYSQL_USER"], mysql["MYSQL_PASSWORD"])
+    assert env["MYSQL_DATABASE"] == environment(services()["mysql-local"])["MYSQL_DATABASE"]
     assert env["PROMETHEUS_URL"] == "http://prometheus:9090"
 
     # The dashboard provider reads the directory the compose file mounts the dashboards into.
@@ -282,3 +276,39 @@ def test_init_and_the_roles_run_commands_that_exist() -> None:
     ).read_text()
     for role in ("transformer", "sink"):
         assert f'"{services()[role]["command"][3]}"' in runner, f"python -m consumers has no role {role}"
+
+
+def initdb_script(service: str) -> str:
+    """The SQL a database image runs on its first start, from the file mounted for it."""
+    mounts = [v for v in services()[service]["volumes"] if "/docker-entrypoint-initdb.d/" in v]
+    assert len(mounts) == 1, f"{service}: expected one init script"
+    return (REPO_DIR / mounts[0].split(":")[0]).read_text()
+
+
+def test_grafana_reads_through_read_only_accounts_created_at_first_start() -> None:
+    env = environment(services()["grafana"])
+    mysql_sql = initdb_script("mysql-local")
+    user, password = env["MYSQL_USER"], env["MYSQL_PASSWORD"]
+    assert user != environment(services()["mysql-local"])["MYSQL_USER"], (
+        "Grafana must not use the app's account"
+    )
+    assert f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'" in mysql_sql
+    assert f"GRANT SELECT ON {env['MYSQL_DATABASE']}.* TO '{user}'@'%'" in mysql_sql
+    assert not re.search(r"GRANT\s+(ALL|INSERT|UPDATE|DELETE)", mysql_sql, flags=re.IGNORECASE)
+
+    clickhouse_sql = initdb_script("clickhouse-local")
+    user, password = env["CLICKHOUSE_USER"], env["CLICKHOUSE_PASSWORD"]
+    assert user != environment(services()["clickhouse-local"])["CLICKHOUSE_USER"]
+    assert (
+        f"CREATE USER IF NOT EXISTS {user} IDENTIFIED WITH sha256_password BY '{password}'" in clickhouse_sql
+    )
+    database = environment(services()["clickhouse-local"])["CLICKHOUSE_DB"]
+    assert f"GRANT SELECT ON {database}.* TO {user}" in clickhouse_sql
+    assert "readonly = 2" in clickhouse_sql
+    # Every table outside the analytics database that a ClickHouse panel reads is granted.
+    from tests.ops.grafana_queries import panel_queries
+
+    for query in panel_queries():
+        if query.datasource_type == "grafana-clickhouse-datasource":
+            for table in re.findall(r"\bFROM\s+(system\.\w+)", query.text):
+                assert f"GRANT SELECT ON {table} TO {user}" in clickhouse_sql, f"{query.key}: {table}"
