@@ -35,7 +35,6 @@ class Command(BaseCommand):
                 bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
                 client_id="kafka-topics",
                 request_timeout_ms=timeout_ms,
-                api_version_auto_timeout_ms=timeout_ms,
             )
         except Exception as exc:
             raise CommandError(f"Kafka is not reachable at {servers}: {exc}") from exc
