@@ -18,12 +18,13 @@ from kafka.errors import TopicAlreadyExistsError
 
 DLQ_SUFFIX = ".dlq"
 
-# role -> extra topic configs. "analytics" could become {"cleanup.policy": "compact"} so the
-# latest row of every order stays replayable into ClickHouse; the consumers decide that.
+# role -> extra topic configs. The analytics topic is compacted by order id: it keeps the latest
+# row of every order (a deleted order's delete row) for good, so ClickHouse can be rebuilt from it
+# (README, "Analytics schema": Kafka retention).
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     "order_events": {},
     "order_events_dlq": {},
-    "analytics": {},
+    "analytics": {"cleanup.policy": "compact"},
     "analytics_dlq": {},
 }
 
