@@ -163,7 +163,7 @@ grafana: ## Grafana address and login
 
 else  # STACK=local
 
-.PHONY: up down restart ps logs init-db mysql-shell
+.PHONY: up down restart ps logs init-db mysql-shell clickhouse-shell
 up: services-start
 down: services-stop
 restart: services-stop services-start
@@ -173,13 +173,12 @@ logs:
 init-db: migrate
 	@$(PY) manage.py clickhouse_migrate
 	@$(PY) manage.py kafka_topics
-mysql-shell:
+mysql-shell: python
 	@$(PY) manage.py dbshell
-
 clickhouse-shell: python
 	@$(PY) scripts/clickhouse_shell.py $(if $(QUERY),-q "$(QUERY)")
 
-.PHONY: up-connect clean clickhouse-shell register-connector connector-status kafka-ui grafana
+.PHONY: up-connect clean register-connector connector-status kafka-ui grafana
 up-connect:
 	$(call compose_only,Kafka Connect,the local stack loads ClickHouse with the Python sink)
 clean:
