@@ -9,6 +9,7 @@
 #   kafka.sh stop      stop every node, strays included (idempotent)
 #   kafka.sh status    one line per node; exit 0 when all expected nodes run, else 3
 #   kafka.sh reset     stop, then delete the node data (keeps the jar cache)
+#   kafka.sh stop-node N  stop node N only (a broker failure drill; `start` brings it back)
 #
 # Node n (1..3): client listener PLAINTEXT://127.0.0.1:1909(1+n) (19092, 19093, 19094),
 # controller listener 127.0.0.1:2909(2+n) (29093, 29094, 29095), data in
@@ -21,6 +22,10 @@
 #   KAFKA_HEAP_OPTS      JVM heap flags per node (default -Xms256m -Xmx512m).
 #   KAFKA_JVM_OPTS       other JVM flags per node (default: G1 as Kafka sets it, C1-only JIT).
 #   JAVA_HOME            JDK to use (default: java/javac on PATH); Java 17+ is required.
+#   KAFKA_PORT_BASE      node n listens for clients on KAFKA_PORT_BASE+n (default 19091).
+#   KAFKA_CONTROLLER_PORT_BASE  node n's controller port is this + n (default 29092).
+#   With VAR_DIR and these two, a second, private cluster (e.g. one that a test stops) runs
+#   beside the default one without touching it.
 SERVICE=kafka
 # shellcheck source=scripts/services/common.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
@@ -52,8 +57,10 @@ else
   JAVA=java; JAVAC=javac
 fi
 
-client_port() { echo $((19091 + $1)); }
-controller_port() { echo $((29092 + $1)); }
+PORT_BASE="${KAFKA_PORT_BASE:-19091}"
+CONTROLLER_PORT_BASE="${KAFKA_CONTROLLER_PORT_BASE:-29092}"
+client_port() { echo $((PORT_BASE + $1)); }
+controller_port() { echo $((CONTROLLER_PORT_BASE + $1)); }
 node_dir() { echo "$KAFKA_DIR/node$1"; }
 node_props() { echo "$KAFKA_DIR/node$1/server.properties"; }
 node_log() { echo "$LOG_DIR/kafka-$1.log"; }
@@ -474,6 +481,24 @@ cmd_status() {
   return 3
 }
 
+cmd_stop_node() {
+  local n=${1:-} pid pidfile
+  case "$n" in
+    1|2|3) ;;
+    *) die "usage: $0 stop-node 1|2|3" ;;
+  esac
+  pidfile=$(node_pidfile "$n")
+  pid=$(node_pid "$n")
+  if [ -z "$pid" ]; then
+    rm -f "$pidfile"
+    say "node $n is not running"
+    return 0
+  fi
+  # The other nodes keep the controller quorum, so the controlled shutdown completes.
+  echo "$pid" >"$pidfile"
+  stop_pidfile "$pidfile" "node $n" 30
+}
+
 cmd_reset() {
   cmd_stop
   rm -rf "$KAFKA_DIR"/node* "$CLUSTER_ID_FILE" "$NODES_FILE"
@@ -486,5 +511,6 @@ case "${1:-}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   reset) cmd_reset ;;
-  *) echo "usage: $0 install|start|stop|status|reset" >&2; exit 2 ;;
+  stop-node) cmd_stop_node "${2:-}" ;;
+  *) echo "usage: $0 install|start|stop|status|reset|stop-node N" >&2; exit 2 ;;
 esac

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -110,10 +112,12 @@ def duplicates(records: list[Record]) -> int:
 # --- outbox rows in bulk ------------------------------------------------------------------------
 
 
-def insert_outbox_events(*, orders: int, versions: int, seed: int = 7) -> list[OutboxEvent]:
+def insert_outbox_events(
+    *, orders: int, versions: int, first_order: int = 1, seed: int = 7
+) -> list[OutboxEvent]:
     """Writes orders x versions pending events, interleaved across orders the way concurrent
     writers commit them (each order's versions in increasing id order)."""
-    slots = [order for order in range(1, orders + 1) for _ in range(versions)]
+    slots = [order for order in range(first_order, first_order + orders) for _ in range(versions)]
     random.Random(seed).shuffle(slots)
     next_version: dict[int, int] = {}
     now = timezone.now()
@@ -270,3 +274,81 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
             return True
         time.sleep(interval)
     return predicate()
+
+
+# --- a private Kafka cluster that tests may break -------------------------------------------------
+
+
+@dataclass
+class PrivateKafka:
+    """A 3-node cluster of scripts/services/kafka.sh on its own ports and data directory, so tests
+    can stop brokers without disturbing the shared cluster."""
+
+    env: dict[str, str]
+    bootstrap: list[str]
+
+    def run(self, *args: str, timeout: float = 120) -> None:
+        done = subprocess.run(
+            ["bash", str(REPO_ROOT / "scripts/services/kafka.sh"), *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if done.returncode != 0:
+            pytest.fail(f"kafka.sh {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+    def start(self) -> None:
+        self.run("start")
+
+    def stop(self) -> None:
+        self.run("stop")
+
+    def stop_node(self, node: int) -> None:
+        self.run("stop-node", str(node))
+
+
+def _free_port_base() -> int:
+    for _ in range(50):
+        base = random.randrange(31000, 39000, 10)
+        ports = [base + n for n in (1, 2, 3)] + [base + 100 + n for n in (1, 2, 3)]
+        free = True
+        for port in ports:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    free = False
+                    break
+        if free:
+            return base
+    pytest.fail("no free port range for a private Kafka cluster")
+
+
+@pytest.fixture(scope="module")
+def private_kafka() -> Iterator[PrivateKafka]:
+    shared_var = Path(os.environ.get("VAR_DIR", REPO_ROOT / "var"))
+    jars = shared_var / "kafka" / "lib"
+    if not (jars / ".installed").exists():
+        pytest.fail(
+            f"Kafka jars are not installed in {jars}; run `make kafka-jars` "
+            "(scripts/services/kafka.sh install)"
+        )
+    var_dir = Path(tempfile.mkdtemp(prefix="kafka-private-"))
+    (var_dir / "kafka").mkdir()
+    # Reuse the installed jars (read-only) instead of fetching them again.
+    (var_dir / "kafka" / "lib").symlink_to(jars)
+    base = _free_port_base()
+    env = {
+        **os.environ,
+        "VAR_DIR": str(var_dir),
+        "KAFKA_NODES": "3",
+        "KAFKA_PORT_BASE": str(base),
+        "KAFKA_CONTROLLER_PORT_BASE": str(base + 100),
+        "KAFKA_HEAP_OPTS": "-Xms128m -Xmx384m",
+    }
+    cluster = PrivateKafka(env=env, bootstrap=[f"127.0.0.1:{base + n}" for n in (1, 2, 3)])
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        subprocess.run(
+            ["bash", str(REPO_ROOT / "scripts/services/kafka.sh"), "stop"],
+            env=env, capture_output=True, timeout=120,
+        )  # fmt: skip
+        shutil.rmtree(var_dir, ignore_errors=True)
