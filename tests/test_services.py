@@ -72,15 +72,12 @@ def test_kafka_replicated_topic_round_trip(
 
     described = kafka_admin.describe_topics([topic])[0]
     assert len(described["partitions"]) == 3
-    assert all(len(p["replicas"]) == expected_rf for p in described["partitions"])
+    assert all(len(p["replica_nodes"]) == expected_rf for p in described["partitions"])
+    assert all(len(p["isr_nodes"]) == expected_rf for p in described["partitions"])
 
+    # kafka-python 3 answers {"topic": {name: {config: {"value": ..., "config_source": ...}}}}.
     configs = kafka_admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-    entries = {
-        entry[0]: entry[1]
-        for response in configs
-        for resource in response.resources
-        for entry in resource[4]
-    }
+    entries = {name: entry["value"] for name, entry in configs["topic"][topic].items()}
     assert entries["min.insync.replicas"] == str(min(2, expected_rf))
     if kafka_brokers >= 3:
         assert entries["min.insync.replicas"] == "2"
