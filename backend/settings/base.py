@@ -36,6 +36,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves Django admin's CSS/JS from gunicorn too, where runserver's static view is absent.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -78,7 +80,10 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# No collectstatic step is needed: WhiteNoise finds the files in the installed apps. Set
+# DJANGO_STATIC_ROOT to serve a collected tree instead.
+STATIC_ROOT = env_str("DJANGO_STATIC_ROOT", "") or None
+WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
     "version": 1,
