@@ -11,7 +11,7 @@ from outbox.services import outbox_event_retry
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "id",
         "event_type",

@@ -56,7 +56,11 @@ def _shared_counters() -> dict[str, float]:
     except Exception:
         logger.warning("could not read relay metrics from Redis", exc_info=True)
         return {}
-    return {name.decode(): float(value) for name, value in raw.items()}
+    return {_text(name): float(value) for name, value in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class OutboxCollector(Collector):

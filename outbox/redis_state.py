@@ -26,6 +26,12 @@ def redis_client() -> redis.Redis:
     return _client
 
 
+def redis_client_reset() -> None:
+    """Forgets the cached client, so the next call connects to the current OUTBOX_REDIS_URL."""
+    global _client, _client_pid
+    _client, _client_pid = None, None
+
+
 def kick_key() -> str:
     # Per queue, so separate deployments (or test runs) on one Redis never debounce each other.
     return f"outbox:relay-kick:{settings.CELERY_TASK_DEFAULT_QUEUE}"

@@ -139,6 +139,8 @@ def contiguous_runs(candidates: list[OutboxEvent], heads: dict[AggregateKey, int
     runs: list[list[OutboxEvent]] = []
     for key, events in by_aggregate.items():
         expected = heads.get(key)
+        if expected is None:  # published meanwhile by another relay: nothing left to claim
+            continue
         run: list[OutboxEvent] = []
         for event in sorted(events, key=lambda e: e.aggregate_version):
             if event.aggregate_version != expected:

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from kafka import KafkaAdminClient
-from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 DLQ_SUFFIX = ".dlq"
@@ -71,17 +71,15 @@ def topic_specs(*, brokers: int, partitions: int | None = None) -> list[TopicSpe
 
 def _current_configs(admin: KafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
     resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-    current: dict[str, dict[str, str]] = {}
-    for response in admin.describe_configs(resources):
-        for resource in response.resources:
-            # (error_code, error_message, resource_type, resource_name, config_entries)
-            name, entries = resource[3], resource[4]
-            current[name] = {entry[0]: entry[1] for entry in entries}
-    return current
+    # "all", not the default "modified": a wanted value that equals the broker default counts too.
+    described = admin.describe_configs(resources, config_filter="all").get("topic", {})
+    return {
+        name: {key: entry["value"] for key, entry in configs.items()} for name, configs in described.items()
+    }
 
 
 def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
-    return {t["topic"]: len(t["partitions"]) for t in admin.describe_topics(names)}
+    return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
 
 
 def topics_ensure(admin: KafkaAdminClient, specs: list[TopicSpec]) -> list[TopicOutcome]:
@@ -108,15 +106,13 @@ def topics_ensure(admin: KafkaAdminClient, specs: list[TopicSpec]) -> list[Topic
             outcome = TopicOutcome(spec.name, "unchanged")
             have = counts.get(spec.name, 0)
             if have < spec.partitions:
-                admin.create_partitions({spec.name: NewPartitions(total_count=spec.partitions)})
+                admin.create_partitions({spec.name: spec.partitions})
                 outcome.details.append(f"partitions {have} -> {spec.partitions}")
             elif have > spec.partitions:
                 outcome.details.append(f"has {have} partitions (more than {spec.partitions}; kept)")
             drift = {k: v for k, v in spec.configs.items() if current.get(spec.name, {}).get(k) != v}
             if drift:
-                # incremental_alter_configs would be gentler, but alter_configs with every wanted
-                # key is what every broker version since 0.11 accepts; unset keys fall back to
-                # the broker defaults, which is what a provisioned topic wants anyway.
+                # Incremental on current brokers: only the wanted keys change, the others stay.
                 admin.alter_configs(
                     [ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.configs)]
                 )

@@ -1,0 +1,122 @@
+"""Outbox services and the on-commit kick on the real MariaDB and Redis: retention in batches,
+the admin retry, one kick per transaction, and writes that succeed when Redis is down."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from orders.models import Order
+from outbox.kick import relay_kick
+from outbox.models import OutboxEvent, OutboxStatus
+from outbox.redis_state import kick_key, redis_client, redis_client_reset
+from outbox.services import outbox_event_create, outbox_event_retry, outbox_published_purge
+from tests import services
+from tests.outbox.conftest import insert_outbox_events
+
+
+@pytest.mark.django_db
+def test_purge_deletes_only_published_rows_older_than_the_retention_in_batches() -> None:
+    insert_outbox_events(orders=5, versions=5)
+    now = timezone.now()
+    old, recent = list(OutboxEvent.objects.filter(aggregate_id__in=["1", "2", "3"])), ["4"]
+    OutboxEvent.objects.filter(pk__in=[e.pk for e in old]).update(
+        status=OutboxStatus.PUBLISHED, published_at=now - timedelta(hours=80)
+    )
+    OutboxEvent.objects.filter(aggregate_id__in=recent).update(
+        status=OutboxStatus.PUBLISHED, published_at=now - timedelta(hours=1)
+    )
+    # Order 5 stays pending however old it is: only published rows may go.
+    OutboxEvent.objects.filter(aggregate_id="5").update(created_at=now - timedelta(days=30))
+
+    deleted = outbox_published_purge(older_than=timedelta(hours=72), batch_size=4)
+
+    assert deleted == 15
+    assert sorted(set(OutboxEvent.objects.values_list("aggregate_id", flat=True))) == ["4", "5"]
+
+
+@pytest.mark.django_db
+def test_retry_resets_only_parked_events() -> None:
+    events = insert_outbox_events(orders=1, versions=2)
+    OutboxEvent.objects.filter(pk=events[0].pk).update(
+        status=OutboxStatus.FAILED, attempts=10, last_error="boom"
+    )
+    assert outbox_event_retry(event_ids=[e.pk for e in events]) == 1
+    retried = OutboxEvent.objects.get(pk=events[0].pk)
+    assert (retried.status, retried.attempts, retried.next_attempt_at) == (OutboxStatus.PENDING, 0, None)
+    assert retried.last_error == "boom"  # the history stays readable in the admin
+
+
+def _write(order_id: int, versions: range) -> None:
+    for version in versions:
+        outbox_event_create(
+            event_type="OrderStatusChanged",
+            aggregate_type="order",
+            aggregate_id=order_id,
+            aggregate_version=version,
+            payload={"order_id": order_id, "version": version},
+        )
+
+
+@pytest.mark.django_db
+def test_a_transaction_registers_one_kick_however_many_events_it_writes(
+    settings: Any, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    settings.OUTBOX_KICK_ON_COMMIT = True
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        _write(1, range(1, 6))
+    assert callbacks == [relay_kick]
+
+
+@pytest.mark.django_db
+def test_the_kick_is_off_when_disabled(
+    settings: Any, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    settings.OUTBOX_KICK_ON_COMMIT = False
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        _write(1, range(1, 3))
+    assert callbacks == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writes_commit_quickly_when_redis_is_down(
+    settings: Any, make_order: Callable[..., Order], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.OUTBOX_KICK_ON_COMMIT = True
+    settings.OUTBOX_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    redis_client_reset()
+    try:
+        started = time.monotonic()
+        order = make_order()
+        elapsed = time.monotonic() - started
+    finally:
+        redis_client_reset()
+    assert OutboxEvent.objects.filter(aggregate_id=str(order.pk), status=OutboxStatus.PENDING).exists()
+    assert "relay kick skipped, Redis unavailable" in caplog.text
+    assert elapsed < 2, f"the write waited {elapsed:.1f}s on Redis"
+
+
+@pytest.mark.django_db
+def test_a_queued_kick_debounces_further_kicks(settings: Any) -> None:
+    services.require_redis()
+    settings.CELERY_TASK_DEFAULT_QUEUE = "test-kick-debounce"
+    client = redis_client()
+    client.delete(kick_key())
+    try:
+        # A run is already queued (the key is set): another commit queues nothing new.
+        client.set(kick_key(), "1", px=5000)
+        relay_kick()
+        assert client.llen("test-kick-debounce") == 0
+        # The run started and cleared the key: the next commit queues exactly one run.
+        client.delete(kick_key())
+        relay_kick()
+        relay_kick()
+        assert client.llen("test-kick-debounce") == 1
+    finally:
+        client.delete(kick_key(), "test-kick-debounce", "_kombu.binding.test-kick-debounce")
