@@ -56,9 +56,21 @@ migrate: python ## apply the Django migrations to MariaDB
 
 # --- the pipeline -------------------------------------------------------------------------------
 
-.PHONY: run
-run: setup services-start migrate ## start the local pipeline
-	@echo "services are up; the pipeline's roles are started by later targets"
+.PHONY: run pipeline-start pipeline-stop pipeline-status test-pipeline test-deletion-flow
+run: setup services-start migrate ## start the local pipeline: every role in the foreground, Ctrl-C stops it
+	@$(PY) scripts/pipeline.py run
+pipeline-start: setup services-start migrate ## start the local pipeline in the background; returns when ready
+	@$(PY) scripts/pipeline.py run --detach
+pipeline-stop: ## stop a pipeline started with pipeline-start
+	@$(PY) scripts/pipeline.py stop
+pipeline-status: ## is the background pipeline running and ready?
+	@$(PY) scripts/pipeline.py status
+
+N ?= 1000
+test-pipeline: python ## check a running pipeline end to end with N orders (default 1000)
+	@$(PY) scripts/test_pipeline.py --orders $(N)
+test-deletion-flow: python ## delete orders through the admin API and check every stage honours it
+	@bash scripts/test-deletion-flow.sh
 
 # --- quality ------------------------------------------------------------------------------------
 

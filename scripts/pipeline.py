@@ -1,0 +1,437 @@
+"""The local pipeline supervisor behind `make run`: every role of the pipeline as child processes.
+
+    python scripts/pipeline.py run [--without ROLE ...] [--detach]
+    python scripts/pipeline.py stop | status
+
+Roles, in start order: chdb-gateway (the only process that opens the chDB data directory; every
+other role reaches ClickHouse over its HTTP interface), sink, transformer, worker (Celery), beat
+(Celery), web (gunicorn). Each role logs to $VAR_DIR/log/<role>.log and, prefixed with its name, to
+the console. When every role is up the supervisor prints a readiness block; if a role dies it names
+the role, prints the tail of its log, stops the others and exits 1. Ctrl-C or SIGTERM stops the
+roles in reverse order (web and beat first, sink and gateway last) and exits 0.
+
+Everything is configurable by environment (README, "Running the pipeline"), so tests run a whole
+private pipeline on free ports, their own database, topics, consumer groups and chDB directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+ROLE_ORDER = ("chdb-gateway", "sink", "transformer", "worker", "beat", "web")
+# Web and beat stop first (no new work comes in), the gateway last (the sink may still be writing).
+STOP_ORDER = ("web", "beat", "worker", "transformer", "sink", "chdb-gateway")
+READY_MARKER = "pipeline is ready"
+
+
+class PipelineError(Exception):
+    """Something that stops the pipeline, in words for the operator."""
+
+
+@dataclass(frozen=True)
+class Config:
+    var_dir: Path
+    web_host: str
+    web_port: int
+    web_workers: int
+    clickhouse_port: int
+    worker_concurrency: int
+    roles: tuple[str, ...]
+    ready_timeout: float
+    stop_timeout: float
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.var_dir / "run"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "pipeline.pid"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
+    @property
+    def clickhouse_url(self) -> str:
+        return f"http://127.0.0.1:{self.clickhouse_port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], without: list[str]) -> Config:
+        def number(name: str, default: str) -> int:
+            raw = env.get(name, "") or default
+            if not raw.isdigit() or int(raw) < 1:
+                raise PipelineError(f"{name} must be a positive integer, got {raw!r}")
+            return int(raw)
+
+        requested = env.get("PIPELINE_ROLES", "") or ",".join(ROLE_ORDER)
+        names = [r.strip() for r in requested.split(",") if r.strip()]
+        unknown = sorted(set(names + without) - set(ROLE_ORDER))
+        if unknown:
+            raise PipelineError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLE_ORDER)}")
+        roles = tuple(r for r in ROLE_ORDER if r in names and r not in without)
+        return cls(
+            var_dir=Path(env.get("VAR_DIR", "") or REPO_DIR / "var"),
+            web_host=env.get("WEB_HOST", "") or "127.0.0.1",
+            web_port=number("WEB_PORT", "8000"),
+            web_workers=number("WEB_WORKERS", "3"),
+            clickhouse_port=number("CLICKHOUSE_HTTP_PORT", "8123"),
+            worker_concurrency=number("CELERY_WORKER_CONCURRENCY", "2"),
+            roles=roles,
+            ready_timeout=float(number("PIPELINE_READY_TIMEOUT", "90")),
+            stop_timeout=float(number("PIPELINE_STOP_TIMEOUT", "15")),
+        )
+
+
+def role_commands(config: Config) -> dict[str, list[str]]:
+    py = sys.executable
+    queue = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "") or "celery"
+    return {
+        "chdb-gateway": [
+            py, "-m", "consumers", "chdb-gateway",
+            "--data-dir", str(config.var_dir / "chdb"), "--port", str(config.clickhouse_port),
+        ],
+        "sink": [py, "-m", "consumers", "sink"],
+        "transformer": [py, "-m", "consumers", "transformer"],
+        "worker": [
+            py, "-m", "celery", "-A", "backend", "worker", "--loglevel", "INFO", "--queues", queue,
+            "--concurrency", str(config.worker_concurrency), "--hostname", f"relay-{os.getpid()}@%h",
+        ],
+        "beat": [
+            py, "-m", "celery", "-A", "backend", "beat", "--loglevel", "INFO",
+            "--schedule", str(config.run_dir / "celerybeat-schedule"),
+            "--pidfile", "",
+        ],
+        "web": [
+            py, "-m", "gunicorn", "backend.wsgi", "--bind", f"{config.web_host}:{config.web_port}",
+            "--workers", str(config.web_workers), "--timeout", "60", "--graceful-timeout", "10",
+        ],
+    }  # fmt: skip
+
+
+def child_env(config: Config) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "VAR_DIR": str(config.var_dir),
+            # Every role but the gateway reaches ClickHouse the way it would reach a server.
+            "CLICKHOUSE_URL": config.clickhouse_url,
+        }
+    )
+    return env
+
+
+@dataclass
+class Role:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Console:
+    """Foreman-style output: one lock so lines of different roles never interleave mid-line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def line(self, source: str, text: str) -> None:
+        with self._lock:
+            self._stream.write(f"{source:<13}| {text}\n")
+            self._stream.flush()
+
+
+def _pump(role: Role, console: Console) -> None:
+    assert role.process.stdout is not None
+    with role.log_path.open("ab") as log:
+        for raw in iter(role.process.stdout.readline, b""):
+            log.write(raw)
+            log.flush()
+            console.line(role.name, raw.decode("utf-8", "replace").rstrip())
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status) == 200
+    except OSError:
+        return False
+
+
+class Supervisor:
+    def __init__(self, config: Config, console: Console) -> None:
+        self.config = config
+        self.console = console
+        self.roles: dict[str, Role] = {}
+        self.stopping = threading.Event()
+        self.env = child_env(config)
+
+    def say(self, text: str) -> None:
+        self.console.line("pipeline", text)
+
+    def start(self, name: str) -> None:
+        log_path = self.config.log_dir / f"{name}.log"
+        process = subprocess.Popen(
+            role_commands(self.config)[name],
+            cwd=REPO_DIR,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Own process group: Ctrl-C at the terminal reaches the supervisor only, which then
+            # stops the roles in order instead of all at once.
+            start_new_session=True,
+        )
+        role = Role(name, process, log_path)
+        self.roles[name] = role
+        threading.Thread(target=_pump, args=(role, self.console), daemon=True).start()
+        self.say(f"started {name} (pid {process.pid}), log {log_path}")
+
+    def dead_role(self) -> Role | None:
+        return next((r for r in self.roles.values() if r.process.poll() is not None), None)
+
+    def wait_until(self, what: str, check: Callable[[], bool], deadline: float) -> None:
+        while not check():
+            if self.stopping.is_set():
+                raise PipelineError("stopped while starting")
+            dead = self.dead_role()
+            if dead is not None:
+                raise RoleDied(dead)
+            if time.monotonic() > deadline:
+                raise PipelineError(f"{what} not ready within {self.config.ready_timeout:.0f}s")
+            time.sleep(0.2)
+
+    def run_step(self, name: str, command: list[str]) -> None:
+        """A one-shot preparation step (idempotent), its output on the console like a role's."""
+        self.say(f"{name}: {' '.join(command[1:])}")
+        result = subprocess.run(
+            command, cwd=REPO_DIR, env=self.env, capture_output=True, text=True, timeout=120
+        )
+        for text in (result.stdout + result.stderr).splitlines():
+            self.console.line(name, text)
+        if result.returncode != 0:
+            raise PipelineError(f"{name} failed with exit code {result.returncode}")
+
+    def start_all(self) -> None:
+        config = self.config
+        deadline = time.monotonic() + config.ready_timeout
+        py = sys.executable
+        if "web" in config.roles or "worker" in config.roles:
+            self.run_step("kafka-topics", [py, "manage.py", "kafka_topics"])
+        if "chdb-gateway" in config.roles:
+            self.start("chdb-gateway")
+            self.wait_until("chdb-gateway", lambda: _http_ok(f"{config.clickhouse_url}/ping"), deadline)
+            self.run_step("clickhouse-ddl", [py, "-m", "consumers", "migrate"])
+        for name in config.roles:
+            if name != "chdb-gateway":
+                self.start(name)
+        if "web" in config.roles:
+            self.wait_until("web (/readyz)", lambda: _http_ok(f"{config.web_url}/readyz"), deadline)
+        # A role that survives its first seconds has read its settings and reached its services.
+        self.wait_until(
+            "roles",
+            lambda: all(time.monotonic() - r.started_at > 3 for r in self.roles.values()),
+            deadline,
+        )
+
+    def readiness_block(self) -> str:
+        c = self.config
+        return "\n".join(
+            [
+                f"{READY_MARKER}: {', '.join(c.roles)}",
+                f"  API docs        {c.web_url}/api/docs",
+                f"  Django admin    {c.web_url}/admin/  (manage.py createsuperuser)",
+                f"  analytics API   {c.web_url}/api/analytics/overview",
+                f"  ClickHouse HTTP {c.clickhouse_url}  (make clickhouse-shell)",
+                "  admin token     .venv/bin/python manage.py create_admin_token <staff username>",
+                f"  logs            {c.log_dir}/<role>.log  (make logs)",
+                "  check it        make test-pipeline N=1000   ·   make test-deletion-flow",
+                "  stop            Ctrl-C (make pipeline-stop when started in the background)",
+            ]
+        )
+
+    def watch(self) -> None:
+        while not self.stopping.wait(0.5):
+            dead = self.dead_role()
+            if dead is not None:
+                raise RoleDied(dead)
+
+    def stop_all(self) -> None:
+        for name in STOP_ORDER:
+            role = self.roles.get(name)
+            if role is None or role.process.poll() is not None:
+                continue
+            role.process.send_signal(signal.SIGTERM)
+            try:
+                role.process.wait(timeout=self.config.stop_timeout)
+                self.say(f"stopped {name} (exit {role.process.returncode})")
+            except subprocess.TimeoutExpired:
+                os.killpg(role.process.pid, signal.SIGKILL)
+                role.process.wait(timeout=10)
+                self.say(f"killed {name}: it did not stop within {self.config.stop_timeout:.0f}s")
+
+
+class RoleDied(PipelineError):
+    def __init__(self, role: Role) -> None:
+        super().__init__(f"role {role.name} exited with code {role.process.returncode}")
+        self.role = role
+
+
+def run(config: Config) -> int:
+    for directory in (config.log_dir, config.run_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    console = Console(sys.stdout)
+    supervisor = Supervisor(config, console)
+
+    def on_signal(signum: int, frame: object) -> None:
+        supervisor.stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    config.pid_file.write_text(str(os.getpid()))
+    code = 0
+    try:
+        supervisor.start_all()
+        print(supervisor.readiness_block(), flush=True)
+        (config.run_dir / "pipeline.ready").write_text(str(os.getpid()))
+        supervisor.watch()
+        supervisor.say("stopping (signal received)")
+    except RoleDied as exc:
+        time.sleep(0.3)  # let the log pump write the role's last lines
+        supervisor.say(f"FAILED: {exc}; last lines of {exc.role.log_path}:")
+        for text in log_tail(exc.role.log_path).splitlines():
+            console.line(exc.role.name, text)
+        code = 1
+    except PipelineError as exc:
+        supervisor.say(f"FAILED: {exc}")
+        code = 0 if supervisor.stopping.is_set() else 1
+    finally:
+        supervisor.stop_all()
+        for path in (config.pid_file, config.run_dir / "pipeline.ready"):
+            path.unlink(missing_ok=True)
+    supervisor.say(f"stopped (exit {code})")
+    return code
+
+
+def _running_pid(config: Config) -> int | None:
+    try:
+        pid = int(config.pid_file.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def detach(config: Config, argv: list[str]) -> int:
+    """Starts the supervisor in the background and returns once it is ready (or has failed)."""
+    if _running_pid(config) is not None:
+        print(f"pipeline already running (pid {_running_pid(config)}); `make stop` first", file=sys.stderr)
+        return 1
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = config.log_dir / "pipeline.log"
+    ready_file = config.run_dir / "pipeline.ready"
+    ready_file.unlink(missing_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, __file__, "run", *argv],
+            cwd=REPO_DIR,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + config.ready_timeout + 30
+    while time.monotonic() < deadline:
+        if ready_file.exists():
+            print(f"pipeline running in the background (pid {process.pid}); console log {log_path}")
+            return 0
+        if process.poll() is not None:
+            print(f"pipeline failed to start (exit {process.returncode}); last lines of {log_path}:")
+            print(log_tail(log_path, 30))
+            return 1
+        time.sleep(0.5)
+    process.terminate()
+    print(f"pipeline not ready in time; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def stop(config: Config) -> int:
+    pid = _running_pid(config)
+    if pid is None:
+        print("pipeline is not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + config.stop_timeout * len(ROLE_ORDER) + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            print(f"pipeline stopped (pid {pid})")
+            return 0
+        time.sleep(0.3)
+    print(f"pipeline (pid {pid}) did not stop in time", file=sys.stderr)
+    return 1
+
+
+def status(config: Config) -> int:
+    pid = _running_pid(config)
+    if pid is None:
+        print("pipeline is not running")
+        return 3
+    ready = (config.run_dir / "pipeline.ready").exists()
+    print(f"pipeline running (pid {pid}), {'ready' if ready else 'starting'}; logs in {config.log_dir}")
+    return 0 if ready else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/pipeline.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="start every role and supervise them")
+    run_parser.add_argument(
+        "--without", action="append", default=[], metavar="ROLE", help="leave a role out (repeatable)"
+    )
+    run_parser.add_argument("--detach", action="store_true", help="run in the background; return when ready")
+    sub.add_parser("stop", help="stop a pipeline started with --detach")
+    sub.add_parser("status", help="is a detached pipeline running and ready?")
+    args = parser.parse_args(argv)
+    try:
+        config = Config.from_env(os.environ, getattr(args, "without", []))
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "stop":
+        return stop(config)
+    if args.command == "status":
+        return status(config)
+    if args.detach:
+        return detach(config, [arg for w in args.without for arg in ("--without", w)])
+    return run(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
