@@ -1,0 +1,209 @@
+"""The checks behind scripts/test-deletion-flow.sh: deletes are honoured by every stage.
+
+Creates a customer, a product and `--orders` orders of its own through the API and waits until
+ClickHouse has them, then deletes them through `DELETE /admin/orders/{id}` (Bearer token and
+X-Admin-Id; see pipeline_checks.admin_headers) and checks, each with a bounded wait:
+
+    MySQL       deleted_at is set and deleted_by is the admin
+    Kafka       an OrderDeleted event keyed by the order id on order.events
+    ClickHouse  the order's latest row has is_deleted = 1
+    views       the orders are absent from active_orders; their customer and product are absent
+                from user_analytics_mv and top_products_mv; the global views match MySQL
+
+Exit 0 when every check holds, 1 naming the stage that does not, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from typing import Any
+
+from pipeline_checks import (
+    Api,
+    StageFailed,
+    admin_headers,
+    api_url,
+    clickhouse,
+    clickhouse_database,
+    id_list,
+    setup_django,
+    wait_for,
+)
+
+
+def create_orders(api: Api, admin: dict[str, str], count: int) -> tuple[int, int, list[int]]:
+    tag = uuid.uuid4().hex[:8]
+    product_in = {"sku": f"DF-{tag}", "name": "Deletion check", "price": "12.00", "stock": 1000}
+    product = api.call("POST", "/api/products", product_in, headers=admin)
+    customer = api.call("POST", "/api/users", {"email": f"df-{tag}@example.com", "name": "Deletion check"})
+    order_in = {"user_id": customer["id"], "items": [{"product_id": product["id"], "quantity": 2}]}
+    orders = [api.call("POST", "/api/orders", order_in) for _ in range(count)]
+    return int(customer["id"]), int(product["id"]), [int(o["order_id"]) for o in orders]
+
+
+def end_offsets(consumer: Any, topic: str) -> dict[Any, int]:
+    from kafka import TopicPartition
+
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    if not partitions:
+        raise StageFailed("Kafka", f"topic {topic} does not exist")
+    return dict(consumer.end_offsets(partitions))
+
+
+def deleted_events(consumer: Any, start: dict[Any, int], order_ids: set[int]) -> set[int]:
+    """Order ids with an OrderDeleted event on the topic after `start`, read up to its end now."""
+    consumer.assign(list(start))
+    for tp, offset in start.items():
+        consumer.seek(tp, offset)
+    end = consumer.end_offsets(list(start))
+    found: set[int] = set()
+    while any(consumer.position(tp) < end[tp] for tp in start):
+        for records in consumer.poll(timeout_ms=1000).values():
+            for record in records:
+                event = json.loads(record.value)
+                key = int(record.key.decode()) if record.key else -1
+                if event.get("event_type") == "OrderDeleted" and key in order_ids:
+                    found.add(key)
+    return found
+
+
+def check(args: argparse.Namespace) -> None:
+    from kafka import KafkaConsumer
+    from test_pipeline import Run, Stages
+
+    from consumers.settings import ConsumerSettings
+    from orders.models import Order
+
+    api = Api(api_url())
+    admin = admin_headers()
+    admin_id = int(admin["X-Admin-Id"])
+    user_id, product_id, order_ids = create_orders(api, admin, args.orders)
+    print(f"API: created orders {order_ids} of customer {user_id}, product {product_id}")
+    client, db = clickhouse(), clickhouse_database()
+
+    def in_clickhouse() -> tuple[bool, str]:
+        # The views must show the orders first, or their absence later would prove nothing.
+        n, users, products = client.query(
+            f"SELECT (SELECT count() FROM {db}.active_orders WHERE order_id IN ({id_list(order_ids)})), "
+            f"(SELECT orders_count FROM {db}.user_analytics_mv WHERE user_id = {user_id}), "
+            f"(SELECT orders_count FROM {db}.top_products_mv WHERE product_id = {product_id})"
+        ).result_rows[0]
+        done = int(n) == int(users or 0) == int(products or 0) == len(order_ids)
+        return done, f"{n}/{len(order_ids)} orders in ClickHouse, {users or 0} in user and product views"
+
+    wait_for(
+        "the orders to reach ClickHouse and its views",
+        in_clickhouse,
+        args.timeout,
+        lambda: StageFailed("pipeline", "the new orders never reached ClickHouse (run make test-pipeline)"),
+    )
+
+    settings = ConsumerSettings.from_env()
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, group_id=None
+    )
+    try:
+        start = end_offsets(consumer, settings.order_events_topic)
+        for order_id in order_ids:
+            deleted = api.call("DELETE", f"/admin/orders/{order_id}", headers=admin)
+            if not deleted.get("deleted_at"):
+                raise StageFailed("API", f"DELETE /admin/orders/{order_id} answered without deleted_at")
+        print(f"API: deleted {len(order_ids)} orders as admin {admin_id}")
+
+        rows = list(Order.objects.filter(id__in=order_ids).values_list("id", "deleted_at", "deleted_by"))
+        bad = [oid for oid, at, by in rows if at is None or by != admin_id]
+        if len(rows) != len(order_ids) or bad:
+            raise StageFailed("MySQL", f"orders {bad or order_ids} lack deleted_at or deleted_by={admin_id}")
+        print(f"MySQL: {len(rows)} orders have deleted_at and deleted_by={admin_id}")
+
+        seen: set[int] = set()
+
+        def in_kafka() -> tuple[bool, str]:
+            seen.update(deleted_events(consumer, start, set(order_ids)))
+            return len(seen) == len(order_ids), f"{len(seen)}/{len(order_ids)} OrderDeleted events"
+
+        wait_for(
+            f"OrderDeleted on {settings.order_events_topic}",
+            in_kafka,
+            args.timeout,
+            lambda: StageFailed(
+                "Kafka", f"no OrderDeleted event for orders {sorted(set(order_ids) - seen)} (outbox relay)"
+            ),
+        )
+    finally:
+        consumer.close()
+
+    def flagged() -> tuple[bool, str]:
+        sql = (
+            f"SELECT order_id, argMax(is_deleted, version) FROM {db}.orders_analytics "
+            f"WHERE order_id IN ({id_list(order_ids)}) GROUP BY order_id"
+        )
+        n = sum(1 for _, is_deleted in client.query(sql).result_rows if int(is_deleted) == 1)
+        return n == len(order_ids), f"{n}/{len(order_ids)} rows with is_deleted = 1"
+
+    wait_for(
+        "is_deleted = 1 in ClickHouse",
+        flagged,
+        args.timeout,
+        lambda: StageFailed("ClickHouse", "deleted orders not flagged is_deleted = 1 (transformer or sink)"),
+    )
+
+    stages = Stages(Run(tag="deletion", user_ids=[user_id], product_ids=[product_id], order_ids=order_ids))
+    problems: list[str] = []
+
+    def absent() -> tuple[bool, str]:
+        problems[:] = []
+        active = int(
+            client.query(
+                f"SELECT count() FROM {db}.active_orders WHERE order_id IN ({id_list(order_ids)})"
+            ).result_rows[0][0]
+        )
+        if active:
+            problems.append(f"{active} deleted orders still in active_orders")
+        for view, column, value in (
+            ("user_analytics_mv", "user_id", user_id),
+            ("top_products_mv", "product_id", product_id),
+        ):
+            n = int(
+                client.query(f"SELECT count() FROM {db}.{view} WHERE {column} = {value}").result_rows[0][0]
+            )
+            if n:
+                problems.append(f"{view} still has {column} {value}")
+        problems.extend(stages.views_mismatch())
+        return not problems, "views match" if not problems else f"{len(problems)} views differ"
+
+    wait_for(
+        "the orders to leave every view",
+        absent,
+        args.timeout,
+        lambda: StageFailed("ClickHouse views", "; ".join(problems)),
+    )
+    print(
+        "PASS: deleted orders have deleted_at in MySQL, OrderDeleted in Kafka, is_deleted = 1 in "
+        "ClickHouse and are absent from every view"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/test-deletion-flow.sh", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--orders", type=int, default=3, help="orders to create and delete (default 3)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait per stage (default 60)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.orders <= 100:
+        parser.error("--orders must be between 1 and 100")
+    try:
+        setup_django()
+        check(args)
+    except StageFailed as exc:
+        print(f"FAIL at stage {exc.stage}: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
