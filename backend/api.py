@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from ninja import NinjaAPI, Schema
 from ninja.responses import Status
 
+from analytics.api import router as analytics_router
 from backend.errors import install_error_handlers
 from backend.health import readiness
 from orders.api import admin_router as orders_admin_router
@@ -43,4 +44,5 @@ def readyz(request: HttpRequest) -> Status[dict[str, object]]:
 
 
 api.add_router("/api", orders_router)
+api.add_router("/api/analytics", analytics_router)
 api.add_router("/admin", orders_admin_router)
