@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from ninja import Field, Schema
-from pydantic import ConfigDict, PlainSerializer
+from pydantic import PlainSerializer
 
 Money = Annotated[Decimal, PlainSerializer(lambda value: f"{value:.2f}", return_type=str)]
 
@@ -16,8 +16,6 @@ DEFAULT_RANGE_DAYS = 30
 
 
 class DateRangeQuery(Schema):
-    model_config = ConfigDict(extra="forbid")
-
     date_from: date | None = Field(
         None, description=f"first day (UTC); default: {DEFAULT_RANGE_DAYS} days ago"
     )

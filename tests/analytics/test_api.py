@@ -1,0 +1,141 @@
+"""The analytics API against real ClickHouse (the run's chDB engine, a fresh database per test):
+every endpoint returns what its view holds, deleted orders never show, and bad ranges get 422."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from analytics import clickhouse as analytics_clickhouse
+from consumers.clickhouse import migrate
+from consumers.events import decode_event
+from consumers.rows import transform
+from consumers.sink import ClickHouseWriter
+from tests.consumers.factories import base_order, history, kafka_value, refresh_views
+
+
+@pytest.fixture
+def api(clickhouse_client: Any, clickhouse_database: str, settings: Any) -> Iterator[Client]:
+    """The Django client, with the analytics API reading this test's ClickHouse database through
+    the run's one chDB engine (a second engine on the directory could not be opened)."""
+    migrate(clickhouse_client, clickhouse_database)
+    settings.CLICKHOUSE_DATABASE = clickhouse_database
+    analytics_clickhouse._local.client = clickhouse_client
+    yield Client()
+    analytics_clickhouse._local.client = None
+
+
+def load(client: Any, database: str, events: list[dict[str, Any]]) -> None:
+    """Through the sink's own writer, as the pipeline would, then past the views' refresh."""
+    ClickHouseWriter(client, database).write([transform(decode_event(kafka_value(e))) for e in events])
+    refresh_views(client, database)
+
+
+@pytest.fixture
+def orders(api: Client, clickhouse_client: Any, clickhouse_database: str) -> None:
+    day1 = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
+    day2 = datetime(2026, 11, 21, 15, 5, tzinfo=UTC)
+    events = (
+        history(base_order(1, user_id=7, created_at=day1), ["PAID"], None)
+        + history(base_order(2, user_id=7, created_at=day1), [], None)
+        + history(base_order(3, user_id=8, created_at=day2), ["CANCELLED"], None)
+        # Deleted: must show nowhere.
+        + history(base_order(4, user_id=9, created_at=day2), [], datetime(2026, 11, 21, 16, tzinfo=UTC))
+    )
+    load(clickhouse_client, clickhouse_database, events)
+
+
+RANGE = "date_from=2026-11-01&date_to=2026-11-30"
+
+
+def test_daily_sales_counts_paying_orders_per_day(api: Client, orders: None) -> None:
+    response = api.get(f"/api/analytics/daily-sales?{RANGE}")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["date_from"] == "2026-11-01" and body["date_to"] == "2026-11-30"
+    # base_order: 2 x 10.50 per order; order 3 is cancelled and order 4 deleted.
+    assert body["items"] == [
+        {"date": "2026-11-20", "orders_count": 2, "revenue": "42.00", "items_sold": 4, "unique_customers": 1}
+    ]
+    outside = api.get("/api/analytics/daily-sales?date_from=2026-11-21&date_to=2026-11-22").json()
+    assert outside["items"] == []
+
+
+def test_hourly_orders_and_status_distribution(api: Client, orders: None) -> None:
+    hourly = api.get(f"/api/analytics/hourly-orders?{RANGE}").json()["items"]
+    assert [(row["hour"][:13], row["orders_count"], row["revenue"]) for row in hourly] == [
+        ("2026-11-20T10", 2, "42.00")
+    ]
+    statuses = api.get("/api/analytics/status-distribution").json()["items"]
+    assert {row["status"]: (row["orders_count"], row["total_amount"]) for row in statuses} == {
+        "PAID": (1, "21.00"),
+        "PENDING": (1, "21.00"),
+        "CANCELLED": (1, "21.00"),
+    }
+
+
+def test_user_stats_top_customers_products_and_overview(api: Client, orders: None) -> None:
+    user = api.get("/api/analytics/users/7").json()
+    assert (user["user_id"], user["orders_count"], user["paying_orders_count"], user["total_spent"]) == (
+        7, 2, 2, "42.00"
+    )  # fmt: skip
+    assert api.get("/api/analytics/users/9").status_code == 404  # only a deleted order
+    top = api.get("/api/analytics/users?limit=1").json()["items"]
+    assert [row["user_id"] for row in top] == [7]
+
+    products = api.get("/api/analytics/top-products?limit=10").json()["items"]
+    assert sum(row["units_sold"] for row in products) == 4
+    assert sum(float(row["revenue"]) for row in products) == 42.0
+
+    overview = api.get(f"/api/analytics/overview?{RANGE}").json()
+    assert (overview["orders_count"], overview["revenue"], overview["items_sold"]) == (2, "42.00", 4)
+    assert len(overview["status_distribution"]) == 3
+    assert overview["top_products"] == products[:5]
+
+
+def test_default_range_is_the_last_30_days(api: Client) -> None:
+    body = api.get("/api/analytics/daily-sales").json()
+    today = datetime.now(UTC).date()
+    assert body["date_to"] == today.isoformat()
+    assert (today - datetime.fromisoformat(body["date_from"]).date()).days == 29
+    assert body["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "fragment"),
+    [
+        ("date_from=2026-11-30&date_to=2026-11-01", "date_from", "is after date_to"),
+        ("date_from=2025-01-01&date_to=2026-11-30", "date_to", "at most 366"),
+        ("date_from=2026-13-01", "date_from", "valid date"),
+        ("date_from=yesterday", "date_from", "valid date"),
+        ("date_to=2026-02-30", "date_to", "valid date"),
+    ],
+)
+def test_bad_date_ranges_are_refused_with_422(api: Client, query: str, field: str, fragment: str) -> None:
+    for endpoint in ("daily-sales", "hourly-orders", "overview"):
+        response = api.get(f"/api/analytics/{endpoint}?{query}")
+        assert response.status_code == 422, (endpoint, response.content)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_input"
+        assert fragment.lower() in str(error).lower(), error
+        assert error["field"] == field
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/analytics/users/0", "/api/analytics/users?limit=0", "/api/analytics/top-products?limit=1000"],
+)
+def test_bad_ids_and_limits_are_refused_with_422(api: Client, path: str) -> None:
+    assert api.get(path).status_code == 422
+
+
+def test_an_unreachable_clickhouse_is_a_503_in_the_error_shape(settings: Any) -> None:
+    settings.CLICKHOUSE_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
+    analytics_clickhouse._local.client = None
+    response = Client().get("/api/analytics/status-distribution")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "analytics_unavailable"
