@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import IO
 
 REPO_DIR = Path(__file__).resolve().parent.parent
+if str(REPO_DIR) not in sys.path:
+    sys.path.insert(0, str(REPO_DIR))
 ROLE_ORDER = ("chdb-gateway", "sink", "transformer", "worker", "beat", "web")
 # Web and beat stop first (no new work comes in), the gateway last (the sink may still be writing).
 STOP_ORDER = ("web", "beat", "worker", "transformer", "sink", "chdb-gateway")
@@ -183,6 +185,61 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def topics_visible_on_every_broker() -> bool:
+    """True when each bootstrap broker reports partitions for every topic of the pipeline.
+
+    A broker learns a new topic from the KRaft quorum a moment after it was created; a consumer
+    whose group is assigned while its broker still lacks the topic gets no partitions and, with
+    the client's default metadata refresh, sits idle for five minutes. So consumers start only
+    once every broker knows the topics."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from consumers.settings import ConsumerSettings
+
+    settings = ConsumerSettings.from_env()
+    topics = (settings.order_events_topic, settings.analytics_topic)
+    for server in settings.kafka_bootstrap_servers:
+        consumer = KafkaConsumer(bootstrap_servers=[server], request_timeout_ms=5000)
+        try:
+            for topic in topics:
+                partitions = consumer.partitions_for_topic(topic)
+                if not partitions:
+                    return False
+                # A partition whose leader is not elected yet is no partition to a consumer.
+                leaders = [
+                    consumer._client.cluster.leader_for_partition(TopicPartition(topic, p))
+                    for p in partitions
+                ]
+                if any(leader is None or leader < 0 for leader in leaders):
+                    return False
+        except Exception:
+            return False
+        finally:
+            consumer.close()
+    return True
+
+
+def assigned_partitions(group: str) -> int:
+    """How many partitions the members of a consumer group own right now."""
+    from kafka import KafkaAdminClient
+
+    from consumers.settings import ConsumerSettings
+
+    servers = ConsumerSettings.from_env().kafka_bootstrap_servers
+    admin = KafkaAdminClient(
+        bootstrap_servers=servers, client_id="pipeline-supervisor", request_timeout_ms=5000
+    )
+    try:
+        described = admin.describe_groups([group]).get(group, {})
+    finally:
+        admin.close()
+    return sum(
+        len(assigned["partitions"])
+        for member in described.get("members", [])
+        for assigned in (member.get("member_assignment") or {}).get("assigned_partitions", [])
+    )
+
+
 class Supervisor:
     def __init__(self, config: Config, console: Console) -> None:
         self.config = config
@@ -243,6 +300,7 @@ class Supervisor:
         py = sys.executable
         if "web" in config.roles or "worker" in config.roles:
             self.run_step("kafka-topics", [py, "manage.py", "kafka_topics"])
+        self.wait_until("Kafka topic metadata on every broker", topics_visible_on_every_broker, deadline)
         if "chdb-gateway" in config.roles:
             self.start("chdb-gateway")
             self.wait_until("chdb-gateway", lambda: _http_ok(f"{config.clickhouse_url}/ping"), deadline)
@@ -252,12 +310,50 @@ class Supervisor:
                 self.start(name)
         if "web" in config.roles:
             self.wait_until("web (/readyz)", lambda: _http_ok(f"{config.web_url}/readyz"), deadline)
+        self.ensure_consumers_own_partitions(deadline)
         # A role that survives its first seconds has read its settings and reached its services.
         self.wait_until(
             "roles",
             lambda: all(time.monotonic() - r.started_at > 3 for r in self.roles.values()),
             deadline,
         )
+
+    def ensure_consumers_own_partitions(self, deadline: float) -> None:
+        """A consumer whose group was assigned before its client had the topic's metadata owns no
+        partitions until the client's next metadata refresh (five minutes): restart it instead."""
+        from consumers.settings import ConsumerSettings
+
+        settings = ConsumerSettings.from_env(self.env)
+        groups = {"transformer": settings.transformer_group_id, "sink": settings.sink_group_id}
+        for name, group in groups.items():
+            if name not in self.config.roles:
+                continue
+            for _attempt in range(3):
+                owns_partitions = lambda g=group: assigned_partitions(g) > 0  # noqa: E731
+                try:
+                    self.wait_until(
+                        f"{name} partitions", owns_partitions, min(deadline, time.monotonic() + 20)
+                    )
+                    break
+                except RoleDied:
+                    raise
+                except PipelineError:
+                    if self.stopping.is_set() or time.monotonic() > deadline:
+                        raise
+                    self.say(f"{name} owns no partitions of its topic yet; restarting it")
+                    self.restart(name)
+            else:
+                raise PipelineError(f"{name} never got partitions of its topic (consumer group {group})")
+
+    def restart(self, name: str) -> None:
+        process = self.roles[name].process
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=self.config.stop_timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        self.start(name)
 
     def readiness_block(self) -> str:
         c = self.config
