@@ -80,6 +80,10 @@ class BatchingConsumer(Generic[T]):
         self._batch: Batch[T] = Batch()
         self._writes = 0
         self._crash_after_writes = int(os.environ.get(CRASH_AFTER_WRITES_ENV, "0") or 0)
+        # Load the topic's metadata before joining the group: a member that joins first can be
+        # handed no partitions ("No partition metadata for topic") and then stays idle until the
+        # next metadata refresh, minutes later, while its group's lag grows.
+        consumer.partitions_for_topic(topic)
         consumer.subscribe([topic], listener=_DropOnRevoke(self))
 
     def step(self, poll_timeout_seconds: float = 0.2) -> None:
