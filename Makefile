@@ -72,6 +72,14 @@ test-pipeline: python ## check a running pipeline end to end with N orders (defa
 test-deletion-flow: python ## delete orders through the admin API and check every stage honours it
 	@bash scripts/test-deletion-flow.sh
 
+# --- benchmarks ---------------------------------------------------------------------------------
+
+.PHONY: bench bench-smoke
+bench: setup services-start ## benchmark every stage; BENCH_ARGS="--backlog N --soak-seconds S ..." (python -m bench -h)
+	@$(PY) -m bench $(BENCH_ARGS)
+bench-smoke: setup services-start ## every benchmark stage at tiny sizes (a few minutes; what CI runs)
+	@$(PY) -m bench --smoke $(BENCH_ARGS)
+
 # --- quality ------------------------------------------------------------------------------------
 
 .PHONY: test

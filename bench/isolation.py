@@ -1,0 +1,147 @@
+"""A private corner of the shared local services for one benchmark run: its own MariaDB database
+(created, migrated and dropped here), Kafka topics and consumer groups, Celery queue, chDB
+directory and free ports. Nothing the default `make run` pipeline uses is touched."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "mysql://ecommerce:ecommerce@127.0.0.1:3306/ecommerce"
+DEFAULT_KAFKA = "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Isolation:
+    run_id: str
+    database_url: str
+    database_name: str
+    var_dir: Path
+    web_port: int
+    clickhouse_port: int
+    order_events_topic: str
+    analytics_topic: str
+    seed_topic: str
+
+    @classmethod
+    def create(cls) -> Isolation:
+        run_id = uuid.uuid4().hex[:8]
+        # The app's database account may only create test_ecommerce* databases.
+        name = f"test_ecommerce_bench_{run_id}"
+        base = urlsplit(os.environ.get("DATABASE_URL", "") or DEFAULT_DATABASE_URL)
+        return cls(
+            run_id=run_id,
+            database_url=urlunsplit(base._replace(path=f"/{name}")),
+            database_name=name,
+            var_dir=Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-")),
+            web_port=free_port(),
+            clickhouse_port=free_port(),
+            order_events_topic=f"bench-{run_id}.order.events",
+            analytics_topic=f"bench-{run_id}.orders_analytics",
+            seed_topic=f"bench-{run_id}.seed-relay",
+        )
+
+    @property
+    def clickhouse_url(self) -> str:
+        return f"http://127.0.0.1:{self.clickhouse_port}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """The environment of every process of the run (the harness itself included)."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "backend.settings.base",
+                "DATABASE_URL": self.database_url,
+                "KAFKA_BOOTSTRAP_SERVERS": env.get("KAFKA_BOOTSTRAP_SERVERS", "") or DEFAULT_KAFKA,
+                "ORDER_EVENTS_TOPIC": self.order_events_topic,
+                "ANALYTICS_TOPIC": self.analytics_topic,
+                "TRANSFORMER_GROUP_ID": f"bench-{self.run_id}-transformer",
+                "SINK_GROUP_ID": f"bench-{self.run_id}-sink",
+                "CELERY_TASK_DEFAULT_QUEUE": f"bench-{self.run_id}",
+                "CLICKHOUSE_URL": self.clickhouse_url,
+                "CLICKHOUSE_DATABASE": "analytics",
+                "CLICKHOUSE_HTTP_PORT": str(self.clickhouse_port),
+                "WEB_PORT": str(self.web_port),
+                "VAR_DIR": str(self.var_dir),
+                "PYTHONUNBUFFERED": "1",
+                "LOG_LEVEL": "WARNING",
+                # The harness writes through the service layer without a Celery worker listening.
+                "OUTBOX_KICK_ON_COMMIT": "0",
+            }
+        )
+        env.update(overrides)
+        return env
+
+    def _mysql(self, statement: str) -> None:
+        import MySQLdb
+
+        url = urlsplit(self.database_url)
+        connection = MySQLdb.connect(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 3306,
+            user=url.username or "",
+            password=url.password or "",
+        )
+        try:
+            connection.cursor().execute(statement)
+        finally:
+            connection.close()
+
+    def prepare(self) -> None:
+        """Creates and migrates the database and provisions the run's topics."""
+        self._mysql(
+            f"CREATE DATABASE `{self.database_name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
+        for command in (["migrate", "--noinput", "-v", "0"], ["kafka_topics"]):
+            subprocess.run(
+                [sys.executable, "manage.py", *command],
+                cwd=REPO_DIR,
+                env=self.env(),
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+
+    def cleanup(self) -> None:
+        """Best effort: the database, the topics, the consumer groups and the scratch directory."""
+        try:
+            self._mysql(f"DROP DATABASE IF EXISTS `{self.database_name}`")
+        except Exception as exc:  # a cleanup failure must not hide the report
+            print(f"bench: could not drop {self.database_name}: {exc}", file=sys.stderr)
+        try:
+            from kafka import KafkaAdminClient
+
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.env()["KAFKA_BOOTSTRAP_SERVERS"].split(","), request_timeout_ms=30_000
+            )
+            existing = set(admin.list_topics())
+            prefix = f"bench-{self.run_id}."
+            topics = [t for t in existing if t.startswith(prefix)]
+            if topics:
+                admin.delete_topics(topics, timeout_ms=30_000)
+            groups = [g for g, *_ in admin.list_consumer_groups() if g.startswith(f"bench-{self.run_id}-")]
+            if groups:
+                admin.delete_consumer_groups(groups)
+            admin.close()
+        except Exception as exc:
+            print(f"bench: could not delete the run's topics or groups: {exc}", file=sys.stderr)
+        shutil.rmtree(self.var_dir, ignore_errors=True)

@@ -1,0 +1,173 @@
+"""`make bench`: measures every stage of the pipeline on the local services and writes
+bench-results/<timestamp>/report.json, report.md and (with matplotlib) latency.png.
+
+    python -m bench [--smoke] [--backlog N] [--soak-seconds S] [...]
+
+The run is isolated from everything else on the machine: its own MariaDB database
+(test_ecommerce_bench_<id>, dropped at the end), Kafka topics and consumer groups, Celery queue,
+chDB directory and free ports. `--smoke` runs every stage at tiny sizes (CI); the defaults are the
+issue's sizes (1,000,000-event backlog, 10-minute soak, view queries at 100,000 and 1,000,000
+orders). A stage that fails is recorded in the report and the run goes on with the next, so the
+report always says what was and was not measured; the exit status is 1 then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.isolation import REPO_DIR, Isolation
+from bench.stages import Sizes
+
+FULL = Sizes(
+    service_orders=2000, api_orders=3000, api_threads=16, backlog=1_000_000, backlog_two_workers=200_000,
+    seed_ticks=3, seed_latency_seconds=15, latency_rate=10, latency_seconds=30, target_rate=300,
+    soak_seconds=600, view_sizes=(100_000, 1_000_000), view_runs=20, rest_seconds=10,
+)  # fmt: skip
+SMOKE = Sizes(
+    service_orders=50, api_orders=100, api_threads=8, backlog=2000, backlog_two_workers=1000,
+    seed_ticks=1, seed_latency_seconds=5, latency_rate=5, latency_seconds=4, target_rate=20,
+    soak_seconds=4, view_sizes=(1000, 10_000), view_runs=3, rest_seconds=2,
+)  # fmt: skip
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    return parse
+
+
+def parse_sizes(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: every stage in a few minutes")
+    parser.add_argument("--out", type=Path, default=REPO_DIR / "bench-results", help="results folder")
+    env = os.environ
+    for name, kind, help_text in [
+        ("backlog", int, "outbox events the relay (one worker) and then the consumers drain [BENCH_BACKLOG]"),
+        ("backlog-two-workers", int, "outbox events for the two-worker relay run"),
+        ("soak-seconds", float, "duration of the sustained load at --target-rate [BENCH_SOAK_SECONDS]"),
+        ("target-rate", float, "orders/s of the sustained load"),
+        ("api-orders", int, "orders for the API throughput run"),
+        ("service-orders", int, "orders for the service-layer throughput run"),
+        ("latency-seconds", float, "duration of each end-to-end latency run"),
+        ("relay-batch-size", int, "rows per relay claim (default: OUTBOX_RELAY_BATCH_SIZE)"),
+    ]:
+        env_name = f"BENCH_{name.upper().replace('-', '_')}"
+        default = env.get(env_name) or None
+        parser.add_argument(
+            f"--{name}", type=_positive(kind), default=default and kind(default), help=help_text
+        )
+    parser.add_argument(
+        "--view-sizes", default=None, help="comma-separated order counts for the view queries"
+    )
+    parser.add_argument("--profile", action="store_true", help="profile the one-worker relay with py-spy")
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=STAGE_NAMES, help="leave a stage out (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    base = SMOKE if args.smoke else FULL
+    changes: dict[str, Any] = {"profile": args.profile}
+    for field_name in ("backlog", "backlog_two_workers", "soak_seconds", "target_rate", "api_orders",
+                       "service_orders", "latency_seconds", "relay_batch_size"):  # fmt: skip
+        if getattr(args, field_name) is not None:
+            changes[field_name] = getattr(args, field_name)
+    if args.view_sizes:
+        try:
+            changes["view_sizes"] = tuple(int(s) for s in args.view_sizes.split(",") if s.strip())
+        except ValueError:
+            parser.error(f"--view-sizes must be comma-separated integers, got {args.view_sizes!r}")
+    from dataclasses import replace
+
+    return replace(base, **changes), args
+
+
+STAGE_NAMES = ["service_layer", "seed_relay", "relay", "consumers", "pipeline", "e2e_beat", "views"]
+
+
+def run(sizes: Sizes, out_root: Path, skip: list[str], command: str) -> tuple[Path, dict[str, Any]]:
+    started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = out_root / started_at
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    isolation = Isolation.create()
+    report: dict[str, Any] = {
+        "started_at": started_at,
+        "command": command,
+        "sizes": {k: v for k, v in sizes.__dict__.items()},
+        "machine": {"cpus": os.cpu_count()},
+        "errors": {},
+    }
+    print(f"bench: run {isolation.run_id}, results in {out_dir}", flush=True)
+    from bench import report as report_writer
+    from bench import stages
+
+    clock = time.monotonic()
+    try:
+        isolation.prepare()
+        os.environ.update(isolation.env())
+        import django
+
+        django.setup()
+        from bench.workload import catalogue_create
+
+        ctx = stages.Context(isolation, sizes, catalogue_create(isolation.run_id), out_dir)
+        plan: list[tuple[str, Callable[[stages.Context], dict[str, Any]]]] = [
+            ("service_layer", stages.stage_service_layer),
+            ("seed_relay", stages.stage_seed_relay),
+            ("relay", stages.stage_relay),
+            ("consumers", stages.stage_consumers),
+            ("pipeline", stages.stage_pipeline_kick),
+            ("e2e_beat", stages.stage_pipeline_beat),
+            ("views", stages.stage_views),
+        ]
+        for name, stage in plan:
+            if name in skip:
+                continue
+            stage_started = time.monotonic()
+            print(f"bench: {name} …", flush=True)
+            try:
+                report[name] = stage(ctx)
+            except Exception as exc:  # the report says what failed; the next stage still runs
+                report["errors"][name] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+            print(f"bench: {name} done in {time.monotonic() - stage_started:.0f}s", flush=True)
+        report["memory"] = ctx.memory
+        samples = ctx.latency_samples
+    finally:
+        isolation.cleanup()
+    report["seconds"] = round(time.monotonic() - clock, 1)
+    report_writer.write(report, out_dir, samples)
+    return out_dir, report
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C, so every stage stops its processes and the run cleans up.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    sizes, args = parse_sizes(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    command = "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    out_dir, report = run(sizes, args.out, args.skip, command.strip())
+    print((out_dir / "report.md").read_text())
+    print(f"bench: report in {out_dir}/report.json and report.md ({report['seconds']:.0f}s)")
+    return 1 if report["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
