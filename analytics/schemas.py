@@ -13,13 +13,21 @@ Money = Annotated[Decimal, PlainSerializer(lambda value: f"{value:.2f}", return_
 
 MAX_RANGE_DAYS = 366
 DEFAULT_RANGE_DAYS = 30
+# ClickHouse's Date type covers these days; outside them a range can match nothing.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(2149, 6, 6)
 
 
 class DateRangeQuery(Schema):
     date_from: date | None = Field(
-        None, description=f"first day (UTC); default: {DEFAULT_RANGE_DAYS} days ago"
+        None,
+        ge=FIRST_DAY,
+        le=LAST_DAY,
+        description=f"first day (UTC); default: {DEFAULT_RANGE_DAYS} days ago",
     )
-    date_to: date | None = Field(None, description="last day, inclusive (UTC); default: today")
+    date_to: date | None = Field(
+        None, ge=FIRST_DAY, le=LAST_DAY, description="last day, inclusive (UTC); default: today"
+    )
 
 
 class LimitQuery(Schema):

@@ -6,7 +6,6 @@ single engine, with a single data directory, per process)."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -89,7 +88,9 @@ def kafka_group() -> str:
 
 @pytest.fixture(scope="session")
 def chdb_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="chdb-test-"))
+    """The run's chDB directory (settings.CHDB_TEST_DIR), removed at the end of the run."""
+    path = Path(settings.CHDB_TEST_DIR)
+    path.mkdir(parents=True, exist_ok=True)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -109,3 +110,13 @@ def clickhouse_database(clickhouse_client: Any) -> Iterator[str]:
     clickhouse_client.command(f"CREATE DATABASE {name}")
     yield name
     clickhouse_client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
+
+
+@pytest.fixture(scope="session")
+def analytics_schema(clickhouse_client: Any) -> str:
+    """The analytics schema in settings.CLICKHOUSE_DATABASE, for code that reads ClickHouse
+    through settings (the analytics API) rather than through a fixture's client."""
+    from consumers.clickhouse import migrate
+
+    migrate(clickhouse_client, settings.CLICKHOUSE_DATABASE)
+    return str(settings.CLICKHOUSE_DATABASE)

@@ -1,11 +1,14 @@
 """Test settings: only what tests need differs from base.
 
-Each pytest run gets its own MariaDB test database (pytest-django creates and drops it), so two
-runs on one machine never share tables.
+Each pytest run gets its own MariaDB test database (pytest-django creates and drops it) and its own
+chDB directory and ClickHouse database, so two runs on one machine never share tables, and no test
+touches var/chdb, which a running local pipeline owns.
 """
 
 import os
+import tempfile
 import uuid
+from pathlib import Path
 
 from backend.settings.base import *  # noqa: F403
 from backend.settings.base import DATABASES
@@ -19,6 +22,12 @@ DATABASES["default"]["TEST"] = {
     "COLLATION": "utf8mb4_unicode_ci",
 }
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+# chDB allows one data directory per process: the run's fixtures (tests/conftest.py) and any code
+# under test that connects through settings share this one.
+CHDB_TEST_DIR = Path(tempfile.gettempdir()) / f"chdb-test-{_RUN_ID}"
+CLICKHOUSE_URL = f"chdb://{CHDB_TEST_DIR}"
+CLICKHOUSE_DATABASE = f"analytics_{_RUN_ID}"
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -113,6 +113,9 @@ def test_default_range_is_the_last_30_days(api: Client) -> None:
         ("date_from=2026-13-01", "date_from", "valid date"),
         ("date_from=yesterday", "date_from", "valid date"),
         ("date_to=2026-02-30", "date_to", "valid date"),
+        # Outside ClickHouse's Date range; date_to=0001-01-01 once overflowed the default date_from.
+        ("date_to=0001-01-01", "date_to", "greater than or equal to 1970-01-01"),
+        ("date_from=2200-01-01", "date_from", "less than or equal to 2149-06-06"),
     ],
 )
 def test_bad_date_ranges_are_refused_with_422(api: Client, query: str, field: str, fragment: str) -> None:

@@ -41,3 +41,14 @@ def test_rate_paces_the_orders() -> None:
 def test_bad_arguments_are_refused(option: str, value: float) -> None:
     with pytest.raises(CommandError):
         call_command("generate_data", **{option: value}, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_every_generated_email_is_valid_even_for_accented_names() -> None:
+    from django.core.validators import validate_email
+
+    from analytics.management.commands.generate_data import FIRST_NAMES, LAST_NAMES, ascii_slug
+
+    for first in FIRST_NAMES:
+        for last in LAST_NAMES:
+            validate_email(f"{ascii_slug(first)}.{ascii_slug(last)}.abc1230@example.com")
+    assert ascii_slug("Müller") == "muller"

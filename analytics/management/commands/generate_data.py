@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+import unicodedata
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from backend.errors import AppError
 from orders import services
 from orders.services import OrderLine
+
+
+def ascii_slug(name: str) -> str:
+    # Email local parts must be ASCII: "Müller" becomes "muller".
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+
 
 FIRST_NAMES = [
     "Ana",
@@ -121,7 +128,7 @@ class Command(BaseCommand):
         tag = uuid.uuid4().hex[:6]
         customer_ids = [
             services.customer_create(
-                email=f"{first.lower()}.{last.lower()}.{tag}{i}@example.com", name=f"{first} {last}"
+                email=f"{ascii_slug(first)}.{ascii_slug(last)}.{tag}{i}@example.com", name=f"{first} {last}"
             ).pk
             for i in range(users)
             for first, last in [(rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES))]
