@@ -30,7 +30,7 @@ from pipeline_checks import (
     clickhouse,
     clickhouse_database,
     id_list,
-    setup_django,
+    run_script,
     wait_for,
 )
 
@@ -203,13 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.orders <= 100:
         parser.error("--orders must be between 1 and 100")
-    try:
-        setup_django()
-        check(args)
-    except StageFailed as exc:
-        print(f"FAIL at stage {exc.stage}: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+    return run_script(lambda: check(args))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,35 @@ class StageFailed(Exception):
         self.message = message
 
 
+def failed_stage_of(exc: Exception) -> StageFailed:
+    """An infrastructure error raised while probing, named after the stage whose service raised it,
+    so a script fails with `FAIL at stage clickhouse: …` instead of a traceback."""
+    if isinstance(exc, StageFailed):
+        return exc
+    module = type(exc).__module__
+    if module.startswith("clickhouse_connect"):
+        stage = "clickhouse"
+    elif module.startswith("kafka"):
+        stage = "kafka"
+    elif module.startswith(("django.db", "MySQLdb")):
+        stage = "mysql"
+    else:
+        stage = "pipeline"
+    return StageFailed(stage, f"{type(exc).__name__}: {exc}")
+
+
+def run_script(check: Callable[[], None]) -> int:
+    """Runs a check script's body; exit status 1 with the failing stage on any failure."""
+    try:
+        setup_django()
+        check()
+    except Exception as exc:
+        failed = failed_stage_of(exc)
+        print(f"FAIL at stage {failed.stage}: {failed.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def setup_django() -> None:
     """The scripts read MySQL through the project's own models (DATABASE_URL decides which)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings.base")

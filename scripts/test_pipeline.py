@@ -47,7 +47,7 @@ from pipeline_checks import (
     kafka_admin,
     kafka_state,
     percentile,
-    setup_django,
+    run_script,
     wait_for,
 )
 
@@ -425,13 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "(status, daily, hourly), which equal MySQL only if ClickHouse saw every order of the database",
     )
     args = parser.parse_args(argv)
-    try:
-        setup_django()
-        check(args)
-    except StageFailed as exc:
-        print(f"FAIL at stage {exc.stage}: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+    return run_script(lambda: check(args))
 
 
 if __name__ == "__main__":
