@@ -83,7 +83,9 @@ def test_kafka_replicated_topic_round_trip(
         assert entries["min.insync.replicas"] == "2"
 
 
-def test_chdb_replacing_merge_tree_keeps_latest_version(clickhouse_client: Any, clickhouse_database: str) -> None:
+def test_chdb_replacing_merge_tree_keeps_latest_version(
+    clickhouse_client: Any, clickhouse_database: str
+) -> None:
     table = f"{clickhouse_database}.versions"
     clickhouse_client.command(
         f"CREATE TABLE {table} (id UInt64, state String, version UInt64) "
