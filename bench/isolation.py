@@ -138,10 +138,9 @@ class Isolation:
             topics = [t for t in existing if t.startswith(prefix)]
             if topics:
                 admin.delete_topics(topics, timeout_ms=30_000)
-            groups = [g for g, *_ in admin.list_consumer_groups() if g.startswith(f"bench-{self.run_id}-")]
-            if groups:
-                admin.delete_consumer_groups(groups)
+            # The run's consumer groups are left to Kafka's offsets.retention: kafka-python's admin
+            # client has no listing that works across its versions, and the names never repeat.
             admin.close()
         except Exception as exc:
-            print(f"bench: could not delete the run's topics or groups: {exc}", file=sys.stderr)
+            print(f"bench: could not delete the run's topics: {exc}", file=sys.stderr)
         shutil.rmtree(self.var_dir, ignore_errors=True)

@@ -110,6 +110,10 @@ def pipeline_start(env: dict[str, str], var_dir: Path, web_url: str, log_dir: Pa
     ready = var_dir / "run" / "pipeline.ready"
     ready.unlink(missing_ok=True)
     supervisor = python_role("pipeline", ["scripts/pipeline.py", "run"], env, log_dir)
-    wait_until("pipeline readiness", ready.exists, 180, supervisor)
-    wait_until("web /readyz", lambda: http_ok(f"{web_url}/readyz"), 30, supervisor)
+    try:
+        wait_until("pipeline readiness", ready.exists, 180, supervisor)
+        wait_until("web /readyz", lambda: http_ok(f"{web_url}/readyz"), 30, supervisor)
+    except BaseException:  # interrupted or not ready: never leave the roles running
+        supervisor.stop(timeout=120)
+        raise
     return supervisor

@@ -14,6 +14,7 @@ report always says what was and was not measured; the exit status is 1 then.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -145,6 +146,8 @@ def run(sizes: Sizes, out_root: Path, skip: list[str], command: str) -> tuple[Pa
                 report["errors"][name] = f"{type(exc).__name__}: {exc}"
                 traceback.print_exc()
             print(f"bench: {name} done in {time.monotonic() - stage_started:.0f}s", flush=True)
+            # What is measured so far survives a run stopped later on.
+            (out_dir / "partial.json").write_text(json.dumps(report, indent=2, default=str))
         report["memory"] = ctx.memory
         samples = ctx.latency_samples
     finally:

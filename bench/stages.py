@@ -404,6 +404,7 @@ def stage_pipeline_kick(ctx: Context) -> dict[str, Any]:
                 "seconds": round(load.seconds, 1),
                 "orders": load.orders,
                 "errors": load.errors,
+                "dropped_behind_schedule": load.dropped,
                 "request_delay_from_schedule": distribution(load.latencies_ms),
                 "max_lag": {
                     role: max((s[role] for s in lag_samples), default=0) for role in ("transformer", "sink")

@@ -123,6 +123,8 @@ class HttpResult:
     latencies_ms: list[float]
     # order id -> monotonic time its response arrived (the order had committed by then)
     committed_at: dict[int, float] = field(default_factory=dict)
+    # open loop only: requests not sent because the web role was behind when the period ended
+    dropped: int = 0
 
     @property
     def rate(self) -> float:
@@ -168,8 +170,19 @@ def http_open_loop(
     errors = 0
     lock = threading.Lock()
 
+    total = int(rate * seconds)
+    started = time.monotonic()
+    # A request still queued when the period is over is dropped, not sent late: a web role slower
+    # than `rate` shows as a lower achieved rate instead of stretching the run without bound.
+    cutoff = started + seconds + 1.0
+    dropped = 0
+
     def one(n: int, due: float) -> None:
-        nonlocal errors
+        nonlocal errors, dropped
+        if time.monotonic() > cutoff:
+            with lock:
+                dropped += 1
+            return
         try:
             order_id = post_order(base_url, catalogue.body(n))
         except Exception:
@@ -183,8 +196,6 @@ def http_open_loop(
         if callable(on_commit):
             on_commit(order_id, now)
 
-    total = int(rate * seconds)
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for n in range(total):
             due = started + n / rate
@@ -192,7 +203,8 @@ def http_open_loop(
             if delay > 0:
                 time.sleep(delay)
             pool.submit(one, n, due)
-    return HttpResult(len(committed), time.monotonic() - started, errors, latencies, committed)
+    elapsed = min(time.monotonic(), cutoff) - started
+    return HttpResult(len(committed), elapsed, errors, latencies, committed, dropped)
 
 
 class VisibilityProbe:
