@@ -77,6 +77,10 @@ def _exit_stalled(elapsed: float) -> None:
     os._exit(POLL_STALLED_EXIT_CODE)
 
 
+# How often the loop checks that its group still counts it as a member.
+MEMBERSHIP_CHECK_SECONDS = 5.0
+
+
 # Fault injection for crash tests: the process kills itself with SIGKILL after this many writes,
 # after the write and before the commit, the worst moment for at-least-once delivery.
 CRASH_AFTER_WRITES_ENV = "CONSUMER_CRASH_AFTER_WRITES"
@@ -136,7 +140,40 @@ class BatchingConsumer(Generic[T]):
         # handed no partitions ("No partition metadata for topic") and then stays idle until the
         # next metadata refresh, minutes later, while its group's lag grows.
         consumer.partitions_for_topic(topic)
-        consumer.subscribe([topic], listener=_DropOnRevoke(self))
+        self._topic = topic
+        self._session_timeout_seconds = float(consumer.config["session_timeout_ms"]) / 1000
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe([self._topic], listener=_DropOnRevoke(self))
+        self._subscribed_at = time.monotonic()
+        self._next_membership_check = self._subscribed_at + MEMBERSHIP_CHECK_SECONDS
+
+    def _check_membership(self) -> None:
+        """Rejoins the group when this member has sent no heartbeat for a whole session timeout.
+
+        kafka-python can leave its heartbeat loop disabled after a quick second rebalance (seen
+        right after start): the broker then drops the member while poll() keeps returning, a zombie
+        that holds on to its partitions in its own eyes and whose lag grows. Leaving and joining
+        again restarts the heartbeat; the uncommitted batch is dropped and read again."""
+        now = time.monotonic()
+        if now < self._next_membership_check:
+            return
+        self._next_membership_check = now + MEMBERSHIP_CHECK_SECONDS
+        if now - self._subscribed_at < 2 * self._session_timeout_seconds:
+            return  # the first heartbeat of a new membership may still be on its way
+        coordinator = self._consumer.metrics().get("consumer-coordinator-metrics", {})
+        silent = coordinator.get("last-heartbeat-seconds-ago")
+        if silent is None or silent <= self._session_timeout_seconds:
+            return
+        log.warning(
+            "no heartbeat for %.0fs (session timeout %.0fs): the group has dropped this member; rejoining",
+            silent,
+            self._session_timeout_seconds,
+        )
+        self.abandon()
+        self._consumer.unsubscribe()
+        self._subscribe()
 
     def step(self, poll_timeout_seconds: float = 0.2) -> None:
         """One poll, then a flush when the batch is full or old enough."""
@@ -149,6 +186,7 @@ class BatchingConsumer(Generic[T]):
                 self._batch.add(record, self._decode_or_dead_letter(record))
         if self._due():
             self.flush()
+        self._check_membership()
 
     def run(self) -> None:
         """Loops until stop_event is set; the in-flight batch is then dropped, uncommitted."""
