@@ -8,7 +8,6 @@ harmless."""
 
 from __future__ import annotations
 
-import faulthandler
 import logging
 import os
 import signal
@@ -29,53 +28,6 @@ from consumers.kafka_io import DeadLetterQueue
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Exit status of a consumer whose poll hung: "temporary failure, start me again".
-POLL_STALLED_EXIT_CODE = 75
-POLL_STALL_SECONDS_ENV = "CONSUMER_POLL_STALL_SECONDS"
-DEFAULT_POLL_STALL_SECONDS = 120.0
-
-
-class PollWatchdog:
-    """Ends the process when one poll() has not returned for `stall_seconds`.
-
-    A consumer stuck inside the client (a zombie that stopped heartbeating and never rejoined its
-    group has been seen) looks alive while its lag grows. Exiting with POLL_STALLED_EXIT_CODE after
-    dumping every thread's stack turns that into a visible, restartable failure: the supervisor or
-    the container's restart policy starts the role again, and the uncommitted batch is re-read.
-    Time spent writing (e.g. retrying a ClickHouse outage) is not a poll and never counts."""
-
-    def __init__(self, stall_seconds: float, on_stall: Callable[[float], None] | None = None) -> None:
-        self.stall_seconds = stall_seconds
-        self._on_stall = on_stall or _exit_stalled
-        self._poll_started: float | None = None
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="poll-watchdog", daemon=True)
-        self._thread.start()
-
-    def poll_started(self) -> None:
-        self._poll_started = time.monotonic()
-
-    def poll_finished(self) -> None:
-        self._poll_started = None
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    def _watch(self) -> None:
-        interval = min(1.0, self.stall_seconds / 4)
-        while not self._stopped.wait(interval):
-            started = self._poll_started
-            if started is not None and time.monotonic() - started > self.stall_seconds:
-                self._on_stall(time.monotonic() - started)
-                return
-
-
-def _exit_stalled(elapsed: float) -> None:
-    log.error("poll() has not returned for %.0fs; dumping threads and exiting for a restart", elapsed)
-    faulthandler.dump_traceback(all_threads=True)
-    os._exit(POLL_STALLED_EXIT_CODE)
-
 
 # How often the loop checks that its group still counts it as a member.
 MEMBERSHIP_CHECK_SECONDS = 5.0
@@ -121,7 +73,6 @@ class BatchingConsumer(Generic[T]):
         max_batch_size: int,
         max_batch_seconds: float,
         stop_event: threading.Event | None = None,
-        watchdog: PollWatchdog | None = None,
     ) -> None:
         self._consumer = consumer
         self._decode = decode
@@ -133,9 +84,6 @@ class BatchingConsumer(Generic[T]):
         self._batch: Batch[T] = Batch()
         self._writes = 0
         self._crash_after_writes = int(os.environ.get(CRASH_AFTER_WRITES_ENV, "0") or 0)
-        self._watchdog = watchdog or PollWatchdog(
-            float(os.environ.get(POLL_STALL_SECONDS_ENV, "") or DEFAULT_POLL_STALL_SECONDS)
-        )
         # Load the topic's metadata before joining the group: a member that joins first can be
         # handed no partitions ("No partition metadata for topic") and then stays idle until the
         # next metadata refresh, minutes later, while its group's lag grows.
@@ -178,9 +126,7 @@ class BatchingConsumer(Generic[T]):
     def step(self, poll_timeout_seconds: float = 0.2) -> None:
         """One poll, then a flush when the batch is full or old enough."""
         room = max(1, self._max_batch_size - len(self._batch.items))
-        self._watchdog.poll_started()
         polled = self._consumer.poll(timeout_ms=int(poll_timeout_seconds * 1000), max_records=room)
-        self._watchdog.poll_finished()
         for records in polled.values():
             for record in records:
                 self._batch.add(record, self._decode_or_dead_letter(record))
@@ -196,7 +142,6 @@ class BatchingConsumer(Generic[T]):
         except StopRequested:
             pass
         finally:
-            self._watchdog.stop()
             self.abandon()
 
     def flush(self) -> None:

@@ -36,10 +36,6 @@ ROLE_ORDER = ("chdb-gateway", "sink", "transformer", "worker", "beat", "web")
 # Web and beat stop first (no new work comes in), the gateway last (the sink may still be writing).
 STOP_ORDER = ("web", "beat", "worker", "transformer", "sink", "chdb-gateway")
 READY_MARKER = "pipeline is ready"
-# A consumer whose poll hung exits with this code (consumers/runner.py PollWatchdog) to be started
-# again; any other exit stops the pipeline. Restarts are capped so a crash loop still surfaces.
-POLL_STALLED_EXIT_CODE = 75
-MAX_STALL_RESTARTS = 3
 
 
 class PipelineError(Exception):
@@ -251,7 +247,6 @@ class Supervisor:
         self.roles: dict[str, Role] = {}
         self.stopping = threading.Event()
         self.env = child_env(config)
-        self.stall_restarts: dict[str, int] = {}
 
     def say(self, text: str) -> None:
         self.console.line("pipeline", text)
@@ -379,18 +374,8 @@ class Supervisor:
     def watch(self) -> None:
         while not self.stopping.wait(0.5):
             dead = self.dead_role()
-            if dead is None:
-                continue
-            restarts = self.stall_restarts.get(dead.name, 0)
-            if dead.process.returncode == POLL_STALLED_EXIT_CODE and restarts < MAX_STALL_RESTARTS:
-                self.stall_restarts[dead.name] = restarts + 1
-                self.say(
-                    f"{dead.name}'s poll hung and it exited for a restart (stacks in {dead.log_path}); "
-                    f"starting it again ({restarts + 1}/{MAX_STALL_RESTARTS})"
-                )
-                self.start(dead.name)
-                continue
-            raise RoleDied(dead)
+            if dead is not None:
+                raise RoleDied(dead)
 
     def stop_all(self) -> None:
         for name in STOP_ORDER:
