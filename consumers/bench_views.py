@@ -8,6 +8,7 @@ views (query latency and the time one refresh takes).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -68,17 +69,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
 
-    client = connect(f"chdb://{tempfile.mkdtemp(prefix='bench-chdb-')}")
+    data_dir = tempfile.mkdtemp(prefix="bench-chdb-")
+    try:
+        _measure(connect(f"chdb://{data_dir}"), args.orders, args.runs)
+    finally:
+        # A million orders take real disk space: the directory goes with the run.
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _measure(client: ClickHouseClient, orders: int, runs: int) -> None:
     migrate(client, DB)
     start = time.perf_counter()
-    load(client, args.orders)
-    print(f"loaded {args.orders:,} orders in {time.perf_counter() - start:.1f}s")
+    load(client, orders)
+    print(f"loaded {orders:,} orders in {time.perf_counter() - start:.1f}s")
     parts = client.query(f"SELECT count() FROM system.parts WHERE database='{DB}' AND active").result_rows
     print(f"active parts: {parts[0][0]}")
 
     print("\n(a) live views: plain views over FINAL, exact, zero staleness")
     for view in VIEWS:
-        p50, p95 = timed(partial(client.query, f"SELECT * FROM {DB}.{view}_live"), args.runs)
+        p50, p95 = timed(partial(client.query, f"SELECT * FROM {DB}.{view}_live"), runs)
         print(f"  {view + '_live':22s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
 
     print("\n(b) contract views: refreshable materialized views (REFRESH EVERY 5 SECOND)")
@@ -86,9 +95,9 @@ def main() -> None:
     for view in VIEWS:
         refresh_ms = timed(partial(refresh, client, f"{view}_mv"), 5)[0]
         total_refresh += refresh_ms
-        p50, p95 = timed(partial(client.query, f"SELECT * FROM {DB}.{view}_mv"), args.runs)
+        p50, p95 = timed(partial(client.query, f"SELECT * FROM {DB}.{view}_mv"), runs)
         print(f"  {view + '_mv':22s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   refresh {refresh_ms:7.1f} ms")
-    print(f"\nall refreshes: {total_refresh:.0f} ms of work every 5 s at {args.orders:,} orders")
+    print(f"\nall refreshes: {total_refresh:.0f} ms of work every 5 s at {orders:,} orders")
 
 
 def refresh(client: ClickHouseClient, view: str) -> None:

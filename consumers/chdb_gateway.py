@@ -21,6 +21,7 @@ import gzip
 import logging
 import os
 import re
+import shutil
 import signal
 import tempfile
 import threading
@@ -119,6 +120,7 @@ class ChdbEngine:
     def close(self) -> None:
         with self._lock:
             self._session.close()
+        shutil.rmtree(self._spool, ignore_errors=True)
 
 
 def _handler_for(engine: ChdbEngine) -> type[BaseHTTPRequestHandler]:
