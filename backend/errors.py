@@ -49,11 +49,6 @@ class InvalidInput(AppError):
     code = "invalid_input"
 
 
-class NotAuthenticated(AppError):
-    status_code = 401
-    code = "not_authenticated"
-
-
 class Forbidden(AppError):
     status_code = 403
     code = "forbidden"

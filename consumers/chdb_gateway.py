@@ -27,7 +27,6 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -220,7 +219,7 @@ def _handler_for(engine: ChdbEngine) -> type[BaseHTTPRequestHandler]:
 
 
 class ChdbGateway:
-    """Serves `engine` on host:port in a background thread (tests) or the foreground (CLI)."""
+    """Serves one chDB directory on host:port until `server.shutdown()` is called."""
 
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 8123) -> None:
         self.engine = ChdbEngine(data_dir)
@@ -235,13 +234,12 @@ class ChdbGateway:
     def serve_forever(self) -> None:
         self.server.serve_forever(poll_interval=0.2)
 
-    def shutdown(self) -> None:
-        self.server.shutdown()
+    def close(self) -> None:
         self.server.server_close()
         self.engine.close()
 
 
-def main(argv: list[str] | None = None, *, on_ready: Callable[[str], None] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m consumers chdb-gateway",
         description="Serve a chDB data directory over ClickHouse's HTTP interface on 127.0.0.1.",
@@ -264,11 +262,8 @@ def main(argv: list[str] | None = None, *, on_ready: Callable[[str], None] | Non
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     logger.info("serving %s on %s", args.data_dir, gateway.url)
-    if on_ready is not None:
-        on_ready(gateway.url)
     gateway.serve_forever()
-    gateway.server.server_close()
-    gateway.engine.close()
+    gateway.close()
     logger.info("stopped")
     return 0
 
