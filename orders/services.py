@@ -156,29 +156,54 @@ def order_create(*, user_id: int, lines: list[OrderLine], payment_method: str) -
                         "requested": line.quantity,
                     },
                 )
-        for line in lines:
-            row = stock[line.product_id]
-            row.quantity -= line.quantity
-            row.save(update_fields=["quantity", "updated_at"])
+        _stock_adjust(stock, {line.product_id: -line.quantity for line in lines})
 
         priced = [(products[line.product_id], line.quantity) for line in lines]
         total = sum((product.price * quantity for product, quantity in priced), Decimal("0")).quantize(CENT)
         order = Order.objects.create(user=user, status=OrderStatus.PENDING, total_amount=total, version=1)
-        OrderItem.objects.bulk_create(
-            OrderItem(
-                order=order,
-                product=product,
-                sku=product.sku,
-                product_name=product.name,
-                quantity=quantity,
-                unit_price=product.price,
-                line_total=(product.price * quantity).quantize(CENT),
-            )
-            for product, quantity in priced
+        items = OrderItem.objects.bulk_create(
+            [
+                OrderItem(
+                    order=order,
+                    product=product,
+                    sku=product.sku,
+                    product_name=product.name,
+                    quantity=quantity,
+                    unit_price=product.price,
+                    line_total=(product.price * quantity).quantize(CENT),
+                )
+                for product, quantity in priced
+            ]
         )
+        _cache_items(order, items)
+        # Creating the payment with order=order also fills order.payment's cache, as create(user=
+        # user) filled order.user's: the snapshot below reads nothing back from the database.
         Payment.objects.create(order=order, method=payment_method, status=PaymentStatus.PENDING, amount=total)
         _write_event(order=order, event_type=ORDER_CREATED)
     return order
+
+
+def _stock_adjust(stock: dict[int, Inventory], changes: dict[int, int]) -> None:
+    """Adds ``changes`` (product id -> signed quantity) to the locked ``stock`` rows in one UPDATE,
+    however many lines the order has."""
+    now = timezone.now()
+    rows = []
+    for product_id, change in changes.items():
+        row = stock[product_id]
+        row.quantity += change
+        row.updated_at = now  # bulk_update skips auto_now fields
+        rows.append(row)
+    Inventory.objects.bulk_update(rows, ["quantity", "updated_at"])
+
+
+def _cache_items(order: Order, items: list[OrderItem]) -> None:
+    # What prefetch_related("items") leaves behind, filled from the rows just inserted (in the
+    # order they were added, with their ids): order.items.all() then costs no query, for the
+    # event's snapshot and for the caller's response alike.
+    cached = order.items.all()
+    cached._result_cache = items
+    cached._prefetch_done = True
+    order._prefetched_objects_cache = {"items": cached}
 
 
 def _locked_order(order_id: int) -> Order:
@@ -194,9 +219,9 @@ def _return_stock(order: Order) -> None:
     quantities: dict[int, int] = {}
     for item in order.items.all():
         quantities[item.product_id] = quantities.get(item.product_id, 0) + item.quantity
-    for product_id, row in _locked_inventory(quantities).items():
-        row.quantity += quantities[product_id]
-        row.save(update_fields=["quantity", "updated_at"])
+    stock = _locked_inventory(quantities)
+    # Stock goes back to the rows that exist; a missing inventory row is not recreated.
+    _stock_adjust(stock, {product_id: n for product_id, n in quantities.items() if product_id in stock})
 
 
 def order_status_change(*, order_id: int, status: str) -> Order:
