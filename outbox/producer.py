@@ -31,6 +31,9 @@ def producer_build() -> KafkaProducer:
         enable_idempotence=True,
         max_in_flight_requests_per_connection=5,
         linger_ms=5,
+        # The default 16 KB closes a batch, wakes the sender thread and sends a request every ~16
+        # events; with 512 KB a relay batch goes out in a few requests (profiled: 1.7x events/s).
+        batch_size=512 * 1024,
         request_timeout_ms=request_ms,
         delivery_timeout_ms=delivery_ms,
         # send() blocks this long at most waiting for topic metadata; during an outage the relay
