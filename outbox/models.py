@@ -7,8 +7,10 @@ attempt may run, the lease of the relay that holds it, and when it was published
 
 from __future__ import annotations
 
+import json
 import uuid
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
@@ -59,3 +61,8 @@ class OutboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.aggregate_type}:{self.aggregate_id} v{self.aggregate_version}"
+
+    @property
+    def payload_json(self) -> str:
+        """The payload as compact JSON text, as it goes into the Kafka record."""
+        return json.dumps(self.payload, cls=DjangoJSONEncoder, separators=(",", ":"))

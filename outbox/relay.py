@@ -29,14 +29,16 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, Min, OuterRef, Q
+from django.db.models import Exists, ExpressionWrapper, F, Min, OuterRef, Q, TextField
 from django.utils import timezone
 
 from outbox import metrics
@@ -47,6 +49,18 @@ from outbox.producer import producer_discard, producer_get
 logger = logging.getLogger(__name__)
 
 AggregateKey = tuple[str, str]
+
+
+class _Versioned(Protocol):
+    @property
+    def aggregate_type(self) -> str: ...
+    @property
+    def aggregate_id(self) -> str: ...
+    @property
+    def aggregate_version(self) -> int: ...
+
+
+E = TypeVar("E", bound=_Versioned)
 
 # Exit status of a relay process stopped by the OUTBOX_FAULT_EXIT_AFTER_PRODUCE fault hook.
 FAULT_EXIT_STATUS = 70
@@ -88,7 +102,36 @@ def relay_identity() -> str:
 # --- claim --------------------------------------------------------------------------------------
 
 
-def _due_candidates(*, now: datetime, limit: int) -> list[OutboxEvent]:
+@dataclass(frozen=True, slots=True)
+class ClaimedEvent:
+    """What the relay needs of an outbox row: the envelope's fields and the payload as the JSON
+    text it is stored as (it only passes through, so it is never parsed)."""
+
+    pk: int
+    event_id: uuid.UUID
+    event_type: str
+    aggregate_type: str
+    aggregate_id: str
+    aggregate_version: int
+    occurred_at: datetime
+    schema_version: int
+    payload_json: str
+
+
+_CLAIMED_FIELDS = (
+    "pk",
+    "event_id",
+    "event_type",
+    "aggregate_type",
+    "aggregate_id",
+    "aggregate_version",
+    "occurred_at",
+    "schema_version",
+    "payload_text",
+)
+
+
+def _due_candidates(*, now: datetime, limit: int) -> list[ClaimedEvent]:
     # An earlier version that cannot go out now (parked, backing off, leased) blocks its whole
     # aggregate; filtering those tails in SQL keeps one stuck order from filling every batch.
     blocking_earlier = OutboxEvent.objects.filter(
@@ -99,14 +142,19 @@ def _due_candidates(*, now: datetime, limit: int) -> list[OutboxEvent]:
         Q(status=OutboxStatus.FAILED)
         | Q(status=OutboxStatus.PENDING) & (Q(next_attempt_at__gt=now) | Q(locked_until__gt=now))
     )
-    return list(
+    rows = (
         OutboxEvent.objects.select_for_update(skip_locked=True)
+        # Plain tuples, no model instances, and the payload read as text: a batch is thousands of
+        # rows and this is the relay's hottest loop.
+        .annotate(payload_text=ExpressionWrapper(F("payload"), output_field=TextField()))
         .filter(status=OutboxStatus.PENDING)
         .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .filter(~Exists(blocking_earlier))
-        .order_by("id")[:limit]
+        .order_by("id")
+        .values_list(*_CLAIMED_FIELDS)[:limit]
     )
+    return [ClaimedEvent(*row) for row in rows]
 
 
 def _unpublished_heads(keys: set[AggregateKey]) -> dict[AggregateKey, int]:
@@ -130,18 +178,18 @@ def _unpublished_heads(keys: set[AggregateKey]) -> dict[AggregateKey, int]:
     return heads
 
 
-def contiguous_runs(candidates: list[OutboxEvent], heads: dict[AggregateKey, int]) -> list[list[OutboxEvent]]:
+def contiguous_runs(candidates: Sequence[E], heads: dict[AggregateKey, int]) -> list[list[E]]:
     """Per aggregate, the candidates that form an unbroken run of versions from the aggregate's
     head. A gap means another relay holds (or is claiming) the missing version: stop there."""
-    by_aggregate: dict[AggregateKey, list[OutboxEvent]] = defaultdict(list)
+    by_aggregate: dict[AggregateKey, list[E]] = defaultdict(list)
     for event in candidates:
         by_aggregate[(event.aggregate_type, event.aggregate_id)].append(event)
-    runs: list[list[OutboxEvent]] = []
+    runs: list[list[E]] = []
     for key, events in by_aggregate.items():
         expected = heads.get(key)
         if expected is None:  # published meanwhile by another relay: nothing left to claim
             continue
-        run: list[OutboxEvent] = []
+        run: list[E] = []
         for event in sorted(events, key=lambda e: e.aggregate_version):
             if event.aggregate_version != expected:
                 break
@@ -152,7 +200,7 @@ def contiguous_runs(candidates: list[OutboxEvent], heads: dict[AggregateKey, int
     return runs
 
 
-def claim_batch(*, relay_id: str, batch_size: int) -> list[list[OutboxEvent]]:
+def claim_batch(*, relay_id: str, batch_size: int) -> list[list[ClaimedEvent]]:
     """Leases a batch and returns it as per-aggregate runs in version order."""
     now = timezone.now()
     with transaction.atomic():
@@ -182,7 +230,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
-def publish_runs(runs: list[list[OutboxEvent]], *, topic: str) -> _Publication:
+def publish_runs(runs: list[list[ClaimedEvent]], *, topic: str) -> _Publication:
     result = _Publication()
     try:
         producer = producer_get()
@@ -196,7 +244,7 @@ def publish_runs(runs: list[list[OutboxEvent]], *, topic: str) -> _Publication:
     active = list(runs)
     depth = 0
     while active:
-        futures: list[tuple[OutboxEvent, Any]] = []
+        futures: list[tuple[ClaimedEvent, Any]] = []
         round_errors: dict[int, BaseException] = {}
         for run in active:
             event = run[depth]
