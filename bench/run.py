@@ -78,6 +78,12 @@ def parse_sizes(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
     )
     parser.add_argument("--profile", action="store_true", help="profile the one-worker relay with py-spy")
     parser.add_argument(
+        "--repeat",
+        type=_positive(int),
+        default=1,
+        help="run the whole benchmark N times and write medians.md over the runs",
+    )
+    parser.add_argument(
         "--skip", action="append", default=[], choices=STAGE_NAMES, help="leave a stage out (repeatable)"
     )
     args = parser.parse_args(argv)
@@ -166,10 +172,26 @@ def main(argv: list[str] | None = None) -> int:
     sizes, args = parse_sizes(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     command = "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
-    out_dir, report = run(sizes, args.out, args.skip, command.strip())
-    print((out_dir / "report.md").read_text())
-    print(f"bench: report in {out_dir}/report.json and report.md ({report['seconds']:.0f}s)")
-    return 1 if report["errors"] else 0
+    out_root = args.out
+    if args.repeat > 1:
+        out_root = args.out / f"repeat-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    failed = False
+    run_dirs = []
+    for attempt in range(args.repeat):
+        if args.repeat > 1:
+            print(f"bench: run {attempt + 1} of {args.repeat}", flush=True)
+        out_dir, report = run(sizes, out_root, args.skip, command.strip())
+        run_dirs.append(out_dir)
+        failed = failed or bool(report["errors"])
+        print((out_dir / "report.md").read_text())
+        print(f"bench: report in {out_dir}/report.json and report.md ({report['seconds']:.0f}s)")
+    if args.repeat > 1:
+        from bench import medians
+
+        path = medians.write(run_dirs, out_root)
+        print(path.read_text())
+        print(f"bench: medians of {args.repeat} runs in {path}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
