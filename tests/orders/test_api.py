@@ -274,3 +274,32 @@ def test_listing_a_page_of_orders_costs_a_fixed_number_of_queries(
     with django_assert_max_num_queries(3):  # the page (with customer and payment), count, items
         page = client.get("/api/orders", {"page_size": 100}).json()
     assert page["total"] == 12 and all(len(order["items"]) == 1 for order in page["items"])
+
+
+@pytest.mark.django_db
+def test_creating_an_order_reads_back_nothing_it_wrote(
+    client: Client,
+    customer: Customer,
+    make_product: Callable[..., Product],
+    django_assert_num_queries: Callable[..., Any],
+) -> None:
+    mug, tee = make_product(price="4.50"), make_product(price="19.95")
+    body = {
+        "user_id": customer.pk,
+        "items": [{"product_id": tee.pk, "quantity": 2}, {"product_id": mug.pk, "quantity": 1}],
+        "payment_method": "PAYPAL",
+    }
+    # Seven statements: the customer, the products with their stock (one locking read), one stock
+    # UPDATE for both lines, the order, its items, its payment and its outbox row; the response is
+    # built from what is in hand. (+2: the test's transaction makes the service's atomic block a
+    # savepoint.)
+    with django_assert_num_queries(7 + 2, exact=True):
+        created = post(client, "/api/orders", body)
+
+    assert created.status_code == 201, created.content
+    order = created.json()
+    assert client.get(f"/api/orders/{order['order_id']}").json() == order
+    assert OutboxEvent.objects.get(aggregate_id=str(order["order_id"])).payload == order
+    assert [item["product_id"] for item in order["items"]] == [tee.pk, mug.pk]  # as they were added
+    stock = dict(Inventory.objects.filter(product__in=[tee, mug]).values_list("product_id", "quantity"))
+    assert stock == {tee.pk: 8, mug.pk: 9}
