@@ -5,11 +5,12 @@ change; `encode_row`/`decode_row` are the JSON wire format on the analytics topi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from consumers.events import (
     EVENT_TYPES,
@@ -98,7 +99,7 @@ def encode_row(row: AnalyticsRow) -> bytes:
             for item in row.items
         ],
     }
-    return json.dumps(document, separators=(",", ":")).encode()
+    return orjson.dumps(document)
 
 
 def decode_row(value: bytes | None) -> AnalyticsRow:
@@ -106,8 +107,8 @@ def decode_row(value: bytes | None) -> AnalyticsRow:
     if value is None:
         raise InvalidEvent("record has no value")
     try:
-        doc = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"value is not UTF-8 JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("schema_version") != ANALYTICS_SCHEMA_VERSION:
         raise InvalidEvent(f"analytics row must be an object with schema_version {ANALYTICS_SCHEMA_VERSION}")
