@@ -72,6 +72,7 @@ class BatchingConsumer(Generic[T]):
         dead_letters: DeadLetterQueue,
         max_batch_size: int,
         max_batch_seconds: float,
+        min_write_interval: float = 0.0,
         stop_event: threading.Event | None = None,
     ) -> None:
         self._consumer = consumer
@@ -80,6 +81,10 @@ class BatchingConsumer(Generic[T]):
         self._dead_letters = dead_letters
         self._max_batch_size = max_batch_size
         self._max_batch_seconds = max_batch_seconds
+        self._min_write_interval = min_write_interval
+        # Whether the last poll reached the end of what its partitions held (see _due).
+        self._caught_up = False
+        self._last_flush_at = -float("inf")
         self.stop_event = stop_event or threading.Event()
         self._batch: Batch[T] = Batch()
         self._writes = 0
@@ -124,12 +129,17 @@ class BatchingConsumer(Generic[T]):
         self._subscribe()
 
     def step(self, poll_timeout_seconds: float = 0.2) -> None:
-        """One poll, then a flush when the batch is full or old enough."""
+        """One poll, then a flush when the batch is due (see _due)."""
         room = max(1, self._max_batch_size - len(self._batch.items))
-        polled = self._consumer.poll(timeout_ms=int(poll_timeout_seconds * 1000), max_records=room)
-        for records in polled.values():
+        timeout = self._poll_timeout(poll_timeout_seconds)
+        polled = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=room)
+        caught_up = True
+        for partition, records in polled.items():
             for record in records:
                 self._batch.add(record, self._decode_or_dead_letter(record))
+            if records and not self._at_end(partition, records[-1].offset + 1):
+                caught_up = False
+        self._caught_up = caught_up
         if self._due():
             self.flush()
         self._check_membership()
@@ -168,6 +178,7 @@ class BatchingConsumer(Generic[T]):
             self.abandon()
             raise
         self._batch = Batch()
+        self._last_flush_at = time.monotonic()
         log.debug("committed %s after writing %d items", batch.offsets, len(batch.items))
 
     def abandon(self) -> None:
@@ -192,13 +203,39 @@ class BatchingConsumer(Generic[T]):
             self._dead_letters.send(record, exc.reason)
             return None
 
-    def _due(self) -> bool:
+    def _at_end(self, partition: TopicPartition, next_offset: int) -> bool:
+        """Whether `next_offset` is the end of the partition as of the last fetch (its high
+        watermark). Unknown counts as not at the end: the batch then waits for size or age."""
+        highwater = self._consumer.highwater(partition)
+        return highwater is not None and next_offset >= highwater
+
+    def _due_at(self) -> float | None:
+        """When the batch must be written (monotonic time), or None while it is empty.
+
+        Behind (a backlog), a batch grows to max_batch_size, or max_batch_seconds at most: few
+        large writes, which is what ClickHouse wants. Caught up (the last poll reached the end of
+        its partitions), waiting brings nothing more, so the batch is written at once — but at
+        most one write per min_write_interval, so a trickle of events still makes few inserts."""
         batch = self._batch
-        if not batch.offsets:
-            return False
+        if not batch.offsets or batch.started_at is None:
+            return None
         if len(batch.items) >= self._max_batch_size:
-            return True
-        return batch.started_at is not None and time.monotonic() - batch.started_at >= self._max_batch_seconds
+            return batch.started_at
+        due_at = batch.started_at + self._max_batch_seconds
+        if self._caught_up:
+            due_at = min(due_at, self._last_flush_at + self._min_write_interval)
+        return due_at
+
+    def _due(self) -> bool:
+        due_at = self._due_at()
+        return due_at is not None and time.monotonic() >= due_at
+
+    def _poll_timeout(self, longest: float) -> float:
+        """A poll may wait for new records, but not past the moment the batch falls due."""
+        due_at = self._due_at()
+        if due_at is None:
+            return longest
+        return min(longest, max(0.0, due_at - time.monotonic()))
 
 
 class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -52,8 +52,12 @@ class ConsumerSettings:
     sink_group_id: str
     clickhouse_url: str
     clickhouse_database: str
+    # A batch is written when it holds batch_size items or is batch_seconds old, or — once the
+    # consumer has read all its partitions hold — at once, but at most once per min_write_interval:
+    # large writes under a backlog, low latency and few inserts under a trickle.
     batch_size: int
     batch_seconds: float
+    min_write_interval: float = 0.2
     # How long the group waits for a silent (e.g. killed) member before giving its partitions to
     # another: Kafka's default; the broker accepts 6000 to 300000.
     session_timeout_ms: int = 45_000
@@ -75,7 +79,8 @@ class ConsumerSettings:
             sink_group_id=_str(env, "SINK_GROUP_ID", "clickhouse-sink"),
             clickhouse_url=_str(env, "CLICKHOUSE_URL", f"chdb://{var_dir / 'chdb'}"),
             clickhouse_database=_str(env, "CLICKHOUSE_DATABASE", "analytics"),
-            batch_size=_int(env, "CONSUMER_BATCH_SIZE", 500),
+            batch_size=_int(env, "CONSUMER_BATCH_SIZE", 10_000),
             batch_seconds=_float(env, "CONSUMER_BATCH_SECONDS", 1.0),
+            min_write_interval=_float(env, "CONSUMER_MIN_WRITE_INTERVAL", 0.2),
             session_timeout_ms=_int(env, "CONSUMER_SESSION_TIMEOUT_MS", 45_000, minimum=6000),
         )

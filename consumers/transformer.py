@@ -66,6 +66,7 @@ def build_transformer(
         dead_letters=DeadLetterQueue(producer, settings.order_events_dlq_topic),
         max_batch_size=settings.batch_size,
         max_batch_seconds=settings.batch_seconds,
+        min_write_interval=settings.min_write_interval,
         stop_event=stop_event,
     )
     return loop, consumer, producer

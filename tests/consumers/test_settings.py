@@ -18,7 +18,7 @@ def test_defaults_are_those_of_the_local_stack() -> None:
     )
     assert settings.clickhouse_database == "analytics"
     assert settings.clickhouse_url.startswith("chdb://") and settings.clickhouse_url.endswith("/var/chdb")
-    assert (settings.batch_size, settings.batch_seconds) == (500, 1.0)
+    assert (settings.batch_size, settings.batch_seconds, settings.min_write_interval) == (10_000, 1.0, 0.2)
 
 
 def test_environment_overrides() -> None:
@@ -44,6 +44,7 @@ def test_environment_overrides() -> None:
         ({"CONSUMER_BATCH_SIZE": "many"}, "CONSUMER_BATCH_SIZE must be an integer"),
         ({"CONSUMER_BATCH_SIZE": "0"}, "CONSUMER_BATCH_SIZE must be at least 1"),
         ({"CONSUMER_BATCH_SECONDS": "-1"}, "CONSUMER_BATCH_SECONDS must be positive"),
+        ({"CONSUMER_MIN_WRITE_INTERVAL": "0"}, "CONSUMER_MIN_WRITE_INTERVAL must be positive"),
         ({"CONSUMER_SESSION_TIMEOUT_MS": "100"}, "CONSUMER_SESSION_TIMEOUT_MS must be at least 6000"),
     ],
 )
