@@ -9,7 +9,7 @@ from typing import Any
 from consumers.clickhouse import migrate
 from consumers.events import decode_event
 from consumers.rows import transform
-from consumers.sink import ORDER_COLUMNS, ClickHouseWriter, order_values
+from consumers.sink import ORDER_COLUMNS, ClickHouseWriter, id_condition, order_values
 from tests.consumers.factories import (
     VIEWS,
     actual_views,
@@ -136,3 +136,37 @@ def test_the_management_command_applies_the_same_schema(
     assert f"to {clickhouse_database}" in out.getvalue()
     shown = clickhouse_client.query(f"SHOW TABLES FROM {clickhouse_database}").result_rows
     assert {"orders_analytics", "daily_sales_mv", "user_analytics_mv"} <= {row[0] for row in shown}
+
+
+def test_id_condition_groups_close_ids_into_ranges_and_lists_the_rest() -> None:
+    assert id_condition([5, 1, 3, 2, 100, 300], max_gap=4) == (
+        "order_id BETWEEN 1 AND 5 OR order_id IN (100,300)"
+    )
+    assert id_condition([7]) == "order_id IN (7)"
+    assert id_condition([]) == "0"
+
+
+def test_the_tombstone_guard_drops_only_older_rows_of_deleted_orders_in_a_range(
+    clickhouse_client: Any, clickhouse_database: str
+) -> None:
+    """Ids close together are looked up as one range, which also covers orders outside the batch:
+    a tombstone in the range must stop only its own order's older rows."""
+    migrate(clickhouse_client, clickhouse_database)
+    writer = ClickHouseWriter(clickhouse_client, clickhouse_database)
+    deleted_at = datetime.now(UTC) - timedelta(days=1)
+    # 20 and 24 are deleted (tombstones at version 2); 22 is in their range but outside the batch.
+    writer.write(
+        rows_of([*history(base_order(20), [], deleted_at), *history(base_order(24), [], deleted_at)])
+    )
+    writer.write(rows_of(history(base_order(22), [], deleted_at)))
+
+    replay = [*history(base_order(20), [], None), *history(base_order(21), [], None)]
+    replay += history(base_order(23), [], None) + history(base_order(24), [], None)
+    writer.write(rows_of(replay))
+
+    assert [stored_versions(clickhouse_client, clickhouse_database, n) for n in (20, 21, 23, 24)] == [
+        [2],  # the replayed version 1 of a deleted order is dropped
+        [1],
+        [1],
+        [2],
+    ]
