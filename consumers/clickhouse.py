@@ -35,6 +35,15 @@ class ClickHouseClient(Protocol):
         settings: dict[str, Any] | None = None,
     ) -> Any: ...
 
+    def raw_insert(
+        self,
+        table: str,
+        column_names: Sequence[str],
+        insert_block: bytes,
+        settings: dict[str, Any] | None = None,
+        fmt: str | None = None,
+    ) -> Any: ...
+
 
 def connect(url: str) -> ClickHouseClient:
     """A client for `http(s)://user:password@host:port` or `chdb:///data/dir`."""

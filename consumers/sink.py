@@ -17,8 +17,8 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+import orjson
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
@@ -75,28 +75,38 @@ def purge_expired_orders(client: ClickHouseClient, database: str, order_ids: Ite
     client.command(f"DELETE FROM {database}.orders_analytics WHERE {condition}")
 
 
-def order_values(row: AnalyticsRow) -> list[Any]:
-    return [
-        row.order_id,
-        row.user_id,
-        row.user_email,
-        row.order_date,
-        row.total_amount,
-        row.items_count,
-        row.status,
-        row.payment_method,
-        row.payment_status,
-        row.created_at,
-        row.version,
-        row.event_type,
-        row.deleted_at,
-        int(row.is_deleted),
-        [item.product_id for item in row.items],
-        [item.sku for item in row.items],
-        [item.product_name for item in row.items],
-        [item.quantity for item in row.items],
-        [item.line_total for item in row.items],
-    ]
+def _clickhouse_time(moment: datetime | None) -> str | None:
+    """DateTime64 text in the basic format every ClickHouse reads without settings; the rows'
+    times are UTC already (parse_timestamp), as are the columns."""
+    return None if moment is None else moment.isoformat(sep=" ", timespec="microseconds")[:26]
+
+
+def order_json_line(row: AnalyticsRow) -> bytes:
+    """One JSONCompactEachRow line of ORDER_COLUMNS."""
+    items = row.items
+    return orjson.dumps(
+        [
+            row.order_id,
+            row.user_id,
+            row.user_email,
+            row.order_date,
+            str(row.total_amount),
+            row.items_count,
+            row.status,
+            row.payment_method,
+            row.payment_status,
+            _clickhouse_time(row.created_at),
+            row.version,
+            row.event_type,
+            _clickhouse_time(row.deleted_at),
+            int(row.is_deleted),
+            [item.product_id for item in items],
+            [item.sku for item in items],
+            [item.product_name for item in items],
+            [item.quantity for item in items],
+            [str(item.line_total) for item in items],
+        ]
+    )
 
 
 class ClickHouseWriter:
@@ -121,11 +131,14 @@ class ClickHouseWriter:
         # Rows older than the order's delete can only be late or replayed: they must not resurrect it.
         live = [row for row in rows if row.version >= tombstone_version.get(row.order_id, 0)]
         if live:
-            self._client.insert(
+            # JSON text, which orjson writes and ClickHouse parses natively, costs the sink a
+            # third of clickhouse-connect's Native encoding, written value by value in Python.
+            self._client.raw_insert(
                 f"{self._database}.orders_analytics",
-                [order_values(row) for row in live],
-                column_names=ORDER_COLUMNS,
+                ORDER_COLUMNS,
+                b"\n".join(order_json_line(row) for row in live),
                 settings=SYNC_INSERT_SETTINGS,
+                fmt="JSONCompactEachRow",
             )
         expired_before = datetime.now(UTC) - DELETED_ORDER_TTL
         expired = [row.order_id for row in deletes if row.deleted_at and row.deleted_at < expired_before]

@@ -4,12 +4,13 @@ resurrection of a deleted order once TTL removed it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from consumers.clickhouse import migrate
-from consumers.events import decode_event
-from consumers.rows import transform
-from consumers.sink import ORDER_COLUMNS, ClickHouseWriter, id_condition, order_values
+from consumers.events import OrderItem, decode_event
+from consumers.rows import AnalyticsRow, transform
+from consumers.sink import ORDER_COLUMNS, ClickHouseWriter, id_condition, order_json_line
 from tests.consumers.factories import (
     VIEWS,
     actual_views,
@@ -113,8 +114,11 @@ def test_views_exclude_a_deleted_order_even_if_an_older_version_outlives_its_del
     clickhouse_client.command(f"OPTIMIZE TABLE {clickhouse_database}.orders_analytics FINAL")
     # Bypass the writer's filter: the older version lands in a part of its own, as it could have.
     row = rows_of([paid])[0]
-    clickhouse_client.insert(
-        f"{clickhouse_database}.orders_analytics", [order_values(row)], column_names=ORDER_COLUMNS
+    clickhouse_client.raw_insert(
+        f"{clickhouse_database}.orders_analytics",
+        ORDER_COLUMNS,
+        order_json_line(row),
+        fmt="JSONCompactEachRow",
     )
     assert stored_versions(clickhouse_client, clickhouse_database, 1) == [2]
     refresh_views(clickhouse_client, clickhouse_database)
@@ -170,3 +174,44 @@ def test_the_tombstone_guard_drops_only_older_rows_of_deleted_orders_in_a_range(
         [1],
         [2],
     ]
+
+
+def test_a_row_reads_back_from_clickhouse_exactly_as_the_sink_wrote_it(
+    clickhouse_client: Any, clickhouse_database: str
+) -> None:
+    """The sink writes JSON text: quotes, backslashes, non-ASCII text, microseconds, decimals,
+    several items and a delete time must all arrive unchanged."""
+    migrate(clickhouse_client, clickhouse_database)
+    created = datetime(2026, 11, 21, 23, 59, 59, 123456, tzinfo=UTC)
+    deleted = datetime(2026, 11, 22, 0, 0, 1, 7, tzinfo=UTC)
+    items = (
+        OrderItem(product_id=3, sku='S"1', product_name="Tasse \\ “Ø” 🍵", quantity=2,
+                  unit_price=Decimal("10.05"), line_total=Decimal("20.10")),
+        OrderItem(product_id=9, sku="S-9", product_name="Plate", quantity=1,
+                  unit_price=Decimal("0.99"), line_total=Decimal("0.99")),
+    )  # fmt: skip
+    row = AnalyticsRow(
+        order_id=77, user_id=5, user_email="zoë+'x'@example.com", order_date=created.date(),
+        total_amount=Decimal("21.09"), items_count=3, status="CANCELLED", payment_method="PAYPAL",
+        payment_status="CANCELLED", created_at=created, version=4, event_type="OrderDeleted",
+        deleted_at=deleted, is_deleted=True, items=items,
+    )  # fmt: skip
+    ClickHouseWriter(clickhouse_client, clickhouse_database).write([row])
+
+    stored = clickhouse_client.query(
+        f"SELECT {', '.join(ORDER_COLUMNS)} FROM {clickhouse_database}.orders_analytics WHERE order_id = 77"
+    ).result_rows
+    naive = {"created_at": created.replace(tzinfo=None), "deleted_at": deleted.replace(tzinfo=None)}
+    assert len(stored) == 1
+    got = dict(zip(ORDER_COLUMNS, stored[0], strict=True))
+    for name in ("created_at", "deleted_at"):  # compared as UTC wall-clock times
+        value = got[name]
+        got[name] = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    assert got == {
+        "order_id": 77, "user_id": 5, "user_email": "zoë+'x'@example.com", "order_date": created.date(),
+        "total_amount": Decimal("21.09"), "items_count": 3, "status": "CANCELLED",
+        "payment_method": "PAYPAL", "payment_status": "CANCELLED", **naive, "version": 4,
+        "event_type": "OrderDeleted", "is_deleted": 1, "item_product_ids": [3, 9],
+        "item_skus": ['S"1', "S-9"], "item_names": ["Tasse \\ “Ø” 🍵", "Plate"],
+        "item_quantities": [2, 1], "item_line_totals": [Decimal("20.10"), Decimal("0.99")],
+    }  # fmt: skip

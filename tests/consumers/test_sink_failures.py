@@ -42,12 +42,19 @@ class FailingInserts:
     def query(self, query: str, **kwargs: Any) -> Any:
         return self._client.query(query, **kwargs)
 
-    def insert(self, table: str, data: Any, **kwargs: Any) -> Any:
+    def _fail_while_down(self) -> None:
         if self.remaining > 0:
             self.remaining -= 1
             self.committed_during_failures.append(self._on_failure())
             raise ClickHouseDown("injected: ClickHouse is unreachable")
+
+    def insert(self, table: str, data: Any, **kwargs: Any) -> Any:
+        self._fail_while_down()
         return self._client.insert(table, data, **kwargs)
+
+    def raw_insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
+        self._fail_while_down()
+        return self._client.raw_insert(table, *args, **kwargs)
 
 
 def test_the_sink_retries_without_committing_and_catches_up(
