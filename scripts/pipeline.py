@@ -48,6 +48,7 @@ class Config:
     web_host: str
     web_port: int
     web_workers: int
+    web_threads: int
     clickhouse_port: int
     worker_concurrency: int
     roles: tuple[str, ...]
@@ -93,6 +94,7 @@ class Config:
             web_host=env.get("WEB_HOST", "") or "127.0.0.1",
             web_port=number("WEB_PORT", "8000"),
             web_workers=number("WEB_WORKERS", "3"),
+            web_threads=number("WEB_THREADS", "4"),
             clickhouse_port=number("CLICKHOUSE_HTTP_PORT", "8123"),
             worker_concurrency=number("CELERY_WORKER_CONCURRENCY", "2"),
             roles=roles,
@@ -122,7 +124,12 @@ def role_commands(config: Config) -> dict[str, list[str]]:
         ],
         "web": [
             py, "-m", "gunicorn", "backend.wsgi", "--bind", f"{config.web_host}:{config.web_port}",
-            "--workers", str(config.web_workers), "--timeout", "60", "--graceful-timeout", "10",
+            # Threaded workers: a request spends most of its time waiting on MariaDB round trips,
+            # which threads overlap, and they keep client connections alive between requests (a
+            # sync worker closes the connection after every request, and gunicorn 27 then lingers
+            # until the client has closed its side before it takes the next one).
+            "--workers", str(config.web_workers), "--worker-class", "gthread",
+            "--threads", str(config.web_threads), "--timeout", "60", "--graceful-timeout", "10",
         ],
     }  # fmt: skip
 
