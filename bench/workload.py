@@ -108,10 +108,10 @@ def outbox_counts() -> dict[str, int]:
 
 
 class OrderPoster:
-    """POSTs orders over one keep-alive HTTP connection per client thread, as a browser or an
-    HTTP client library would: the load generator shares the cores with the web role, and a new
-    TCP connection (and urllib's machinery) per request cost it more CPU than the request itself.
-    Every call is still one real HTTP request answered by the web role."""
+    """POSTs orders over one keep-alive HTTP connection per client thread, as a shop's frontend or
+    an HTTP client library with a connection pool would: the web role (threaded gunicorn workers)
+    then serves each thread's requests on one connection instead of accepting and closing one per
+    order. Every call is still one real HTTP request answered by the web role."""
 
     def __init__(self, base_url: str) -> None:
         parsed = urllib.parse.urlsplit(base_url)
