@@ -97,10 +97,19 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     add(f"view query p95 ms at {size:,} orders, _mv views (dashboards)", mv, "< 50", mv < 50)
     size, live = _largest_view_p95(report, "_live")
     add(f"view query p95 ms at {size:,} orders, _live views", live, "< 50", live < 50)
-    lag = _get(report, "pipeline.sustained.max_lag")
-    rate = _get(report, "pipeline.sustained.target_orders_per_s")
-    worst = max(lag.values()) if isinstance(lag, dict) and lag else None
-    add(f"max consumer lag at {rate} orders/s", worst, "< 1000", worst is not None and worst < 1000)
+    lag_phases = (("HTTP soak", "pipeline.sustained"), ("service-layer writers", "pipeline.lag_at_target"))
+    for label, path in lag_phases:
+        lag = _get(report, f"{path}.max_lag")
+        target_rate = _get(report, f"{path}.target_orders_per_s") or 0
+        achieved = _get(report, f"{path}.achieved_orders_per_s") or 0
+        worst = max(lag.values()) if isinstance(lag, dict) and lag else None
+        # Lag at a lower rate than the target says nothing about the target: not met then.
+        add(
+            f"max consumer lag, {label}, at {_fmt(float(achieved))} of {_fmt(float(target_rate))} orders/s",
+            worst,
+            "< 1000 at the target rate",
+            worst is not None and worst < 1000 and achieved >= 0.95 * target_rate,
+        )
     for role, path in (("relay", "relay.one_worker"), ("transformer", "consumers.transformer")):
         section = _get(report, path)
         peak = _peak(section, role)
@@ -206,6 +215,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"{_fmt(sustained.get('drain_after_load_seconds'))} s after the load.",
         "",
     ]
+    at_target = _get(report, "pipeline.lag_at_target") or {}
+    if at_target:
+        lines += [
+            f"Lag phase through the service layer ({at_target.get('writers')} writer processes): "
+            f"{_fmt(at_target.get('achieved_orders_per_s'))} orders/s achieved of "
+            f"{_fmt(at_target.get('target_orders_per_s'))} for {_fmt(at_target.get('seconds'))} s; max lag "
+            f"{at_target.get('max_lag')}, max outbox pending {at_target.get('max_outbox_pending')}; "
+            f"drained {_fmt(at_target.get('drain_after_load_seconds'))} s after the load.",
+            "",
+        ]
     lines += ["## Memory (RSS)", ""]
     memory = report.get("memory", {})
     for key, title in [

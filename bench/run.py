@@ -31,12 +31,13 @@ from bench.stages import Sizes
 FULL = Sizes(
     service_orders=2000, api_orders=3000, api_threads=16, backlog=1_000_000, backlog_two_workers=200_000,
     seed_ticks=3, seed_latency_seconds=15, latency_rate=10, latency_seconds=30, target_rate=300,
-    soak_seconds=600, view_sizes=(100_000, 1_000_000), view_runs=20, rest_seconds=10,
+    soak_seconds=600, lag_seconds=60, lag_writers=2, view_sizes=(100_000, 1_000_000), view_runs=20,
+    rest_seconds=10,
 )  # fmt: skip
 SMOKE = Sizes(
     service_orders=50, api_orders=100, api_threads=8, backlog=2000, backlog_two_workers=1000,
     seed_ticks=1, seed_latency_seconds=5, latency_rate=5, latency_seconds=4, target_rate=20,
-    soak_seconds=4, view_sizes=(1000, 10_000), view_runs=3, rest_seconds=2,
+    soak_seconds=4, lag_seconds=3, lag_writers=2, view_sizes=(1000, 10_000), view_runs=3, rest_seconds=2,
 )  # fmt: skip
 
 
@@ -62,7 +63,8 @@ def parse_sizes(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
         ("backlog", int, "outbox events the relay (one worker) and then the consumers drain [BENCH_BACKLOG]"),
         ("backlog-two-workers", int, "outbox events for the two-worker relay run"),
         ("soak-seconds", float, "duration of the sustained load at --target-rate [BENCH_SOAK_SECONDS]"),
-        ("target-rate", float, "orders/s of the sustained load"),
+        ("target-rate", float, "orders/s of the sustained load and of the lag phase"),
+        ("lag-seconds", float, "duration of the lag phase at --target-rate through the service layer"),
         ("api-orders", int, "orders for the API throughput run"),
         ("service-orders", int, "orders for the service-layer throughput run"),
         ("latency-seconds", float, "duration of each end-to-end latency run"),
@@ -89,8 +91,8 @@ def parse_sizes(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
     args = parser.parse_args(argv)
     base = SMOKE if args.smoke else FULL
     changes: dict[str, Any] = {"profile": args.profile}
-    for field_name in ("backlog", "backlog_two_workers", "soak_seconds", "target_rate", "api_orders",
-                       "service_orders", "latency_seconds", "relay_batch_size"):  # fmt: skip
+    for field_name in ("backlog", "backlog_two_workers", "soak_seconds", "target_rate", "lag_seconds",
+                       "api_orders", "service_orders", "latency_seconds", "relay_batch_size"):  # fmt: skip
         if getattr(args, field_name) is not None:
             changes[field_name] = getattr(args, field_name)
     if args.view_sizes:

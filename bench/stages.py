@@ -4,6 +4,7 @@ before left: the outbox backlog feeds the relay, the relayed topic feeds the con
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -43,6 +44,9 @@ class Sizes:
     latency_seconds: float
     target_rate: float
     soak_seconds: float
+    # The lag phase at the target rate, through the service layer (see lag_at_target).
+    lag_seconds: float
+    lag_writers: int
     view_sizes: tuple[int, ...]
     view_runs: int
     rest_seconds: float
@@ -348,6 +352,85 @@ def e2e_latency(ctx: Context, label: str, probe_interval: float = 0.1) -> dict[s
     }
 
 
+class LagSampler:
+    """Samples the consumer groups' lag and the outbox's pending rows every second while a load
+    runs (a context manager)."""
+
+    def __init__(self, ctx: Context, admin: Any) -> None:
+        self._ctx, self._admin = ctx, admin
+        self.samples: list[dict[str, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.samples.append(
+                    {**lags(self._ctx, self._admin), "outbox": outbox_counts().get("pending", 0)}
+                )
+            except Exception:  # one missed sample is not a result
+                continue
+
+    def __enter__(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "max_lag": {
+                role: max((s[role] for s in self.samples), default=0) for role in ("transformer", "sink")
+            },
+            "max_outbox_pending": max((s["outbox"] for s in self.samples), default=0),
+            "lag_samples": len(self.samples),
+        }
+
+
+def lag_at_target(ctx: Context, admin: Any, supervisor: Process) -> dict[str, Any]:
+    """Consumer lag with orders arriving at the target rate, written through the service layer by
+    a few processes (the same commit, outbox event and on-commit kick as the API, without HTTP):
+    the pipeline behind the database is measured at the rate the web role may not reach here."""
+    writers = ctx.sizes.lag_writers
+    rate = ctx.sizes.target_rate / writers
+    users = ",".join(map(str, ctx.catalogue.user_ids))
+    products = ",".join(map(str, ctx.catalogue.product_ids))
+    env = ctx.env(OUTBOX_KICK_ON_COMMIT="1")
+    outs = [ctx.out_dir / f"service-load-{i}.json" for i in range(writers)]
+    with LagSampler(ctx, admin) as lag:
+        loads = [
+            python_role(
+                f"service-load-{i}",
+                ["-m", "bench.service_load", "--rate", str(rate), "--seconds", str(ctx.sizes.lag_seconds),
+                 "--users", users, "--products", products, "--offset", str(i * 7919), "--out", str(out)],
+                env,
+                ctx.log_dir,
+            )
+            for i, out in enumerate(outs)
+        ]  # fmt: skip
+        for load in loads:
+            if load.wait(timeout=ctx.sizes.lag_seconds + 120) != 0:
+                raise BenchError(f"{load.name} exited with {load.popen.returncode}; see {load.log_path}")
+    supervisor.check_alive()
+    drain_seconds = wait_drained(ctx, admin, 600, supervisor)
+    done = [json.loads(out.read_text()) for out in outs]
+    orders = sum(d["orders"] for d in done)
+    seconds = max(d["seconds"] for d in done)
+    return {
+        "target_orders_per_s": ctx.sizes.target_rate,
+        "writers": writers,
+        "achieved_orders_per_s": round(orders / seconds, 1) if seconds else 0.0,
+        "orders": orders,
+        "errors": sum(d["errors"] for d in done),
+        "dropped_behind_schedule": sum(d["dropped"] for d in done),
+        "seconds": seconds,
+        **lag.summary(),
+        "drain_after_load_seconds": round(drain_seconds, 1),
+    }
+
+
 def stage_pipeline_kick(ctx: Context) -> dict[str, Any]:
     ctx.fresh_phase("kick")
     env = ctx.env(OUTBOX_KICK_ON_COMMIT="1")
@@ -378,23 +461,10 @@ def stage_pipeline_kick(ctx: Context) -> dict[str, Any]:
             supervisor.check_alive()
 
             mark = time.monotonic()
-            lag_samples: list[dict[str, int]] = []
-            stop = threading.Event()
-
-            def sample_lag() -> None:
-                while not stop.wait(1.0):
-                    try:
-                        lag_samples.append(lags(ctx, admin))
-                    except Exception:  # one missed sample is not a result
-                        continue
-
-            sampler_thread = threading.Thread(target=sample_lag, daemon=True)
-            sampler_thread.start()
-            load = http_open_loop(
-                ctx.isolation.web_url, ctx.catalogue, ctx.sizes.target_rate, ctx.sizes.soak_seconds, 64
-            )
-            stop.set()
-            sampler_thread.join(timeout=5)
+            with LagSampler(ctx, admin) as lag:
+                load = http_open_loop(
+                    ctx.isolation.web_url, ctx.catalogue, ctx.sizes.target_rate, ctx.sizes.soak_seconds, 64
+                )
             supervisor.check_alive()
             soak_samples = sampler.log.phase(mark, time.monotonic())
             drain_seconds = wait_drained(ctx, admin, 600, supervisor)
@@ -406,12 +476,10 @@ def stage_pipeline_kick(ctx: Context) -> dict[str, Any]:
                 "errors": load.errors,
                 "dropped_behind_schedule": load.dropped,
                 "request_delay_from_schedule": distribution(load.latencies_ms),
-                "max_lag": {
-                    role: max((s[role] for s in lag_samples), default=0) for role in ("transformer", "sink")
-                },
-                "lag_samples": len(lag_samples),
+                **lag.summary(),
                 "drain_after_load_seconds": round(drain_seconds, 1),
             }
+            result["lag_at_target"] = lag_at_target(ctx, admin, supervisor)
             ctx.memory["pipeline_rest"] = rest
             ctx.memory["pipeline_api_load"] = api_load
             ctx.memory["pipeline_sustained"] = MemoryLog.peaks(soak_samples)
@@ -439,8 +507,6 @@ def stage_pipeline_beat(ctx: Context) -> dict[str, Any]:
 
 
 def stage_views(ctx: Context) -> dict[str, Any]:
-    import json
-
     results: dict[str, Any] = {}
     for orders in ctx.sizes.view_sizes:
         done = subprocess.run(

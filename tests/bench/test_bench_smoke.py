@@ -33,6 +33,9 @@ FIGURES = [
     "e2e_beat.commit_to_view.p95_ms",
     "pipeline.sustained.max_lag.transformer",
     "pipeline.sustained.max_lag.sink",
+    "pipeline.lag_at_target.achieved_orders_per_s",
+    "pipeline.lag_at_target.max_lag.transformer",
+    "pipeline.lag_at_target.max_lag.sink",
     "ratios.relay_one_worker_throughput_x_seed",
     "ratios.seed_publish_p95_over_ours_kick",
 ]
