@@ -4,13 +4,10 @@ outbox backlog written in bulk, and the commit-to-view latency probe."""
 
 from __future__ import annotations
 
-import http.client
 import json
-import select
-import socket
 import threading
 import time
-import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -107,67 +104,15 @@ def outbox_counts() -> dict[str, int]:
 # --- HTTP --------------------------------------------------------------------------------------
 
 
-class OrderPoster:
-    """POSTs orders over one keep-alive HTTP connection per client thread, as a shop's frontend or
-    an HTTP client library with a connection pool would: the web role (threaded gunicorn workers)
-    then serves each thread's requests on one connection instead of accepting and closing one per
-    order. Every call is still one real HTTP request answered by the web role."""
-
-    def __init__(self, base_url: str) -> None:
-        parsed = urllib.parse.urlsplit(base_url)
-        self._host = parsed.hostname or "127.0.0.1"
-        self._port = parsed.port or 80
-        self._local = threading.local()
-        self._opened: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-
-    def post_order(self, body: dict[str, object]) -> int:
-        """The new order's id. Raises on a transport error or any status but 201."""
-        connection = self._connection()
-        try:
-            connection.request(
-                "POST", "/api/orders", body=json.dumps(body), headers={"Content-Type": "application/json"}
-            )
-            response = connection.getresponse()
-            data = response.read()
-        except Exception:
-            connection.close()  # the next request of this thread starts on a fresh connection
-            raise
-        if response.status != 201:
-            raise RuntimeError(f"POST /api/orders answered {response.status}: {data[:200]!r}")
-        return int(json.loads(data)["order_id"])
-
-    def close(self) -> None:
-        with self._lock:
-            for connection in self._opened:
-                connection.close()
-            self._opened.clear()
-
-    def _connection(self) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = http.client.HTTPConnection(self._host, self._port, timeout=30)
-            self._local.connection = connection
-            with self._lock:
-                self._opened.append(connection)
-        elif _closed_by_server(connection):
-            # Idle past the server's keep-alive timeout: reconnect before sending, never resend a
-            # POST that may have been taken.
-            connection.close()
-        return connection
-
-
-def _closed_by_server(connection: http.client.HTTPConnection) -> bool:
-    sock = connection.sock
-    if sock is None:  # never opened, or closed after a "Connection: close" answer: opens anew
-        return False
-    readable, _, _ = select.select([sock], [], [], 0)
-    if not readable:
-        return False
-    try:
-        return sock.recv(1, socket.MSG_PEEK) == b""  # end of stream: the server closed it
-    except OSError:
-        return True
+def post_order(base_url: str, body: dict[str, object]) -> int:
+    request = urllib.request.Request(
+        f"{base_url}/api/orders",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(json.loads(response.read())["order_id"])
 
 
 @dataclass
@@ -191,13 +136,12 @@ def http_closed_loop(base_url: str, catalogue: Catalogue, count: int, threads: i
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
-    poster = OrderPoster(base_url)
 
     def one(n: int) -> None:
         nonlocal errors
         started = time.perf_counter()
         try:
-            poster.post_order(catalogue.body(n))
+            post_order(base_url, catalogue.body(n))
         except Exception:
             with lock:
                 errors += 1
@@ -208,9 +152,7 @@ def http_closed_loop(base_url: str, catalogue: Catalogue, count: int, threads: i
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(one, range(count)))
-    elapsed = time.perf_counter() - started
-    poster.close()
-    return HttpResult(len(latencies), elapsed, errors, latencies)
+    return HttpResult(len(latencies), time.perf_counter() - started, errors, latencies)
 
 
 def http_open_loop(
@@ -227,7 +169,6 @@ def http_open_loop(
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
-    poster = OrderPoster(base_url)
 
     total = int(rate * seconds)
     started = time.monotonic()
@@ -243,7 +184,7 @@ def http_open_loop(
                 dropped += 1
             return
         try:
-            order_id = poster.post_order(catalogue.body(n))
+            order_id = post_order(base_url, catalogue.body(n))
         except Exception:
             with lock:
                 errors += 1
@@ -263,7 +204,6 @@ def http_open_loop(
                 time.sleep(delay)
             pool.submit(one, n, due)
     elapsed = min(time.monotonic(), cutoff) - started
-    poster.close()
     return HttpResult(len(committed), elapsed, errors, latencies, committed, dropped)
 
 
