@@ -31,7 +31,7 @@ from bench.stages import Sizes
 FULL = Sizes(
     service_orders=2000, api_orders=3000, api_threads=16, backlog=1_000_000, backlog_two_workers=200_000,
     seed_ticks=3, seed_latency_seconds=15, latency_rate=10, latency_seconds=30, target_rate=300,
-    soak_seconds=600, lag_seconds=60, lag_writers=2, view_sizes=(100_000, 1_000_000), view_runs=20,
+    soak_seconds=600, lag_seconds=60, lag_writers=4, view_sizes=(100_000, 1_000_000), view_runs=20,
     rest_seconds=10,
 )  # fmt: skip
 SMOKE = Sizes(
@@ -65,6 +65,7 @@ def parse_sizes(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
         ("soak-seconds", float, "duration of the sustained load at --target-rate [BENCH_SOAK_SECONDS]"),
         ("target-rate", float, "orders/s of the sustained load and of the lag phase"),
         ("lag-seconds", float, "duration of the lag phase at --target-rate through the service layer"),
+        ("lag-writers", int, "writer processes of the lag phase, --target-rate shared between them"),
         ("api-orders", int, "orders for the API throughput run"),
         ("service-orders", int, "orders for the service-layer throughput run"),
         ("latency-seconds", float, "duration of each end-to-end latency run"),
@@ -91,7 +92,7 @@ def parse_sizes(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
     args = parser.parse_args(argv)
     base = SMOKE if args.smoke else FULL
     changes: dict[str, Any] = {"profile": args.profile}
-    for field_name in ("backlog", "backlog_two_workers", "soak_seconds", "target_rate", "lag_seconds",
+    for field_name in ("backlog", "backlog_two_workers", "soak_seconds", "target_rate", "lag_seconds", "lag_writers",
                        "api_orders", "service_orders", "latency_seconds", "relay_batch_size"):  # fmt: skip
         if getattr(args, field_name) is not None:
             changes[field_name] = getattr(args, field_name)
