@@ -92,8 +92,9 @@ def parse_sizes(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
     args = parser.parse_args(argv)
     base = SMOKE if args.smoke else FULL
     changes: dict[str, Any] = {"profile": args.profile}
-    for field_name in ("backlog", "backlog_two_workers", "soak_seconds", "target_rate", "lag_seconds", "lag_writers",
-                       "api_orders", "service_orders", "latency_seconds", "relay_batch_size"):  # fmt: skip
+    for field_name in ("backlog", "backlog_two_workers", "soak_seconds", "target_rate", "lag_seconds",
+                       "lag_writers", "api_orders", "service_orders", "latency_seconds",
+                       "relay_batch_size"):  # fmt: skip
         if getattr(args, field_name) is not None:
             changes[field_name] = getattr(args, field_name)
     if args.view_sizes:
