@@ -9,6 +9,7 @@ harmless."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -100,10 +101,16 @@ class BatchingConsumer(Generic[T]):
     def _subscribe(self) -> None:
         self._consumer.subscribe([self._topic], listener=_DropOnRevoke(self))
         self._subscribed_at = time.monotonic()
+        self._assigned_at: float | None = None
         self._next_membership_check = self._subscribed_at + MEMBERSHIP_CHECK_SECONDS
 
+    def assigned(self, when: float | None) -> None:
+        """The group handed us partitions (a time) or took them back (None)."""
+        self._assigned_at = when
+
     def _check_membership(self) -> None:
-        """Rejoins the group when this member has sent no heartbeat for a whole session timeout.
+        """Rejoins the group when this member's heartbeat is silent: never sent although the group
+        handed it partitions a few heartbeat intervals ago, or silent for a whole session timeout.
 
         kafka-python can leave its heartbeat loop disabled after a quick second rebalance (seen
         right after start): the broker then drops the member while poll() keeps returning, a zombie
@@ -113,17 +120,27 @@ class BatchingConsumer(Generic[T]):
         if now < self._next_membership_check:
             return
         self._next_membership_check = now + MEMBERSHIP_CHECK_SECONDS
-        if now - self._subscribed_at < 2 * self._session_timeout_seconds:
-            return  # the first heartbeat of a new membership may still be on its way
         coordinator = self._consumer.metrics().get("consumer-coordinator-metrics", {})
         silent = coordinator.get("last-heartbeat-seconds-ago")
-        if silent is None or silent <= self._session_timeout_seconds:
+        if silent is None:
             return
-        log.warning(
-            "no heartbeat for %.0fs (session timeout %.0fs): the group has dropped this member; rejoining",
-            silent,
-            self._session_timeout_seconds,
-        )
+        if math.isinf(silent):
+            # A member that has its partitions sends its first heartbeat within one interval.
+            interval = float(self._consumer.config["heartbeat_interval_ms"]) / 1000
+            if self._assigned_at is None or now - self._assigned_at < max(15.0, 3 * interval):
+                return
+            log.warning("no heartbeat since the group assigned partitions to this member; rejoining")
+        else:
+            if now - self._subscribed_at < 2 * self._session_timeout_seconds:
+                return  # the first heartbeat of a new membership may still be on its way
+            if silent <= self._session_timeout_seconds:
+                return
+            log.warning(
+                "no heartbeat for %.0fs (session timeout %.0fs): the group has dropped this member; "
+                "rejoining",
+                silent,
+                self._session_timeout_seconds,
+            )
         self.abandon()
         self._consumer.unsubscribe()
         self._subscribe()
@@ -248,9 +265,10 @@ class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_revoked(self, revoked: object) -> None:
         self._owner.abandon()
+        self._owner.assigned(None)
 
     def on_partitions_assigned(self, assigned: object) -> None:
-        pass
+        self._owner.assigned(time.monotonic())
 
 
 def stop_on_signals(stop_event: threading.Event) -> None:
