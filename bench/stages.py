@@ -245,23 +245,25 @@ def stage_relay(ctx: Context) -> dict[str, Any]:
 
 
 def drain_group(ctx: Context, admin: Any, role: str, timeout: float) -> dict[str, float]:
-    """Waits until `role`'s group has consumed its topic; times from the first progress."""
+    """Waits until `role`'s group has consumed its topic. The busy time runs from the last sample
+    that still showed no progress (the work began after it: a lower bound on the rate, however
+    short the drain) to the first that shows none left."""
     first_lag = lags(ctx, admin)[role]
     started = time.monotonic()
-    progress_at: float | None = None
+    idle_until = started
     deadline = started + timeout
     while True:
         lag = lags(ctx, admin)[role]
         now = time.monotonic()
-        if progress_at is None and lag < first_lag:
-            progress_at = now
         if lag == 0:
             break
+        if lag >= first_lag:
+            idle_until = now
         if now > deadline:
             raise BenchError(f"{role} still lags {lag} after {timeout:.0f}s")
-        time.sleep(0.5)
-    busy = max(0.001, now - (progress_at or started))
-    return {"events": first_lag, "seconds": round(busy, 1), "seconds_with_startup": round(now - started, 1)}
+        time.sleep(0.25)
+    busy = max(0.01, now - idle_until)
+    return {"events": first_lag, "seconds": round(busy, 2), "seconds_with_startup": round(now - started, 1)}
 
 
 def clickhouse_count(ctx: Context, table: str) -> int:
