@@ -110,7 +110,8 @@ class BatchingConsumer(Generic[T]):
 
     def _check_membership(self) -> None:
         """Rejoins the group when this member's heartbeat is silent: never sent although the group
-        handed it partitions a few heartbeat intervals ago, or silent for a whole session timeout.
+        handed it partitions a few heartbeat intervals ago, or silent (or never sent) for a whole
+        session timeout once the membership is two session timeouts old.
 
         kafka-python can leave its heartbeat loop disabled after a quick second rebalance (seen
         right after start): the broker then drops the member while poll() keeps returning, a zombie
@@ -124,23 +125,24 @@ class BatchingConsumer(Generic[T]):
         silent = coordinator.get("last-heartbeat-seconds-ago")
         if silent is None:
             return
-        if math.isinf(silent):
+        interval = float(self._consumer.config["heartbeat_interval_ms"]) / 1000
+        since_assigned = None if self._assigned_at is None else now - self._assigned_at
+        if math.isinf(silent) and since_assigned is not None and since_assigned >= max(15.0, 3 * interval):
             # A member that has its partitions sends its first heartbeat within one interval.
-            interval = float(self._consumer.config["heartbeat_interval_ms"]) / 1000
-            if self._assigned_at is None or now - self._assigned_at < max(15.0, 3 * interval):
-                return
             log.warning("no heartbeat since the group assigned partitions to this member; rejoining")
-        else:
-            if now - self._subscribed_at < 2 * self._session_timeout_seconds:
-                return  # the first heartbeat of a new membership may still be on its way
-            if silent <= self._session_timeout_seconds:
-                return
+        elif now - self._subscribed_at >= 2 * self._session_timeout_seconds and (
+            silent > self._session_timeout_seconds
+        ):
+            # Whatever the member believes (partitions or none), a session timeout without a
+            # heartbeat means the group has dropped it.
             log.warning(
                 "no heartbeat for %.0fs (session timeout %.0fs): the group has dropped this member; "
                 "rejoining",
                 silent,
                 self._session_timeout_seconds,
             )
+        else:
+            return
         self.abandon()
         self._consumer.unsubscribe()
         self._subscribe()
