@@ -136,9 +136,8 @@ class BatchingConsumer(Generic[T]):
             # Whatever the member believes (partitions or none), a session timeout without a
             # heartbeat means the group has dropped it.
             log.warning(
-                "no heartbeat for %.0fs (session timeout %.0fs): the group has dropped this member; "
-                "rejoining",
-                silent,
+                "no heartbeat %s (session timeout %.0fs): the group has dropped this member; rejoining",
+                "since it joined" if math.isinf(silent) else f"for {silent:.0f}s",
                 self._session_timeout_seconds,
             )
         else:
