@@ -167,6 +167,42 @@ def run(sizes: Sizes, out_root: Path, skip: list[str], command: str) -> tuple[Pa
     return out_dir, report
 
 
+def _without_repeat(argv: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip_next = False
+    for arg in argv:
+        if skip_next:
+            skip_next = False
+        elif arg == "--repeat":
+            skip_next = True
+        elif not arg.startswith("--repeat="):
+            kept.append(arg)
+    return kept
+
+
+def repeat(argv: list[str], times: int, out: Path) -> int:
+    """Runs the benchmark `times` times, each in a process of its own (a run's Django settings
+    name its own database), then writes medians.md over the runs."""
+    import subprocess
+
+    from bench import medians
+
+    out_root = out / f"repeat-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    args = [*_without_repeat(argv), "--out", str(out_root)]
+    failed = False
+    for attempt in range(times):
+        print(f"bench: run {attempt + 1} of {times}", flush=True)
+        failed = subprocess.call([sys.executable, "-m", "bench", *args], cwd=REPO_DIR) != 0 or failed
+    run_dirs = sorted(d for d in out_root.iterdir() if (d / "report.json").is_file())
+    if not run_dirs:
+        print("bench: no run wrote a report", file=sys.stderr)
+        return 1
+    path = medians.write(run_dirs, out_root)
+    print(path.read_text())
+    print(f"bench: medians of {len(run_dirs)} runs in {path}")
+    return 1 if failed else 0
+
+
 def _interrupt(signum: int, frame: object) -> None:
     # SIGTERM unwinds like Ctrl-C, so every stage stops its processes and the run cleans up.
     raise KeyboardInterrupt(f"signal {signum}")
@@ -176,25 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes, args = parse_sizes(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     command = "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
-    out_root = args.out
     if args.repeat > 1:
-        out_root = args.out / f"repeat-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-    failed = False
-    run_dirs = []
-    for attempt in range(args.repeat):
-        if args.repeat > 1:
-            print(f"bench: run {attempt + 1} of {args.repeat}", flush=True)
-        out_dir, report = run(sizes, out_root, args.skip, command.strip())
-        run_dirs.append(out_dir)
-        failed = failed or bool(report["errors"])
-        print((out_dir / "report.md").read_text())
-        print(f"bench: report in {out_dir}/report.json and report.md ({report['seconds']:.0f}s)")
-    if args.repeat > 1:
-        from bench import medians
-
-        path = medians.write(run_dirs, out_root)
-        print(path.read_text())
-        print(f"bench: medians of {args.repeat} runs in {path}")
+        return repeat(argv if argv is not None else sys.argv[1:], args.repeat, args.out)
+    out_dir, report = run(sizes, args.out, args.skip, command.strip())
+    print((out_dir / "report.md").read_text())
+    print(f"bench: report in {out_dir}/report.json and report.md ({report['seconds']:.0f}s)")
+    failed = bool(report["errors"])
     return 1 if failed else 0
 
 
