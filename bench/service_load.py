@@ -34,8 +34,7 @@ def main(argv: list[str]) -> int:
     import django
 
     django.setup()
-    from bench.workload import Catalogue
-    from orders.services import OrderLine, order_create
+    from bench.workload import Catalogue, service_order_create
 
     catalogue = Catalogue(args.users, args.products)
     total = int(args.rate * args.seconds)
@@ -49,13 +48,8 @@ def main(argv: list[str]) -> int:
         elif now - due > 1.0:
             dropped += 1
             continue
-        body = catalogue.body(args.offset + n)
         try:
-            order_create(
-                user_id=int(body["user_id"]),  # type: ignore[call-overload]
-                lines=[OrderLine(product_id=int(i["product_id"]), quantity=1) for i in body["items"]],  # type: ignore[attr-defined]
-                payment_method="CARD",
-            )
+            service_order_create(catalogue, args.offset + n)
             orders += 1
         except Exception as exc:  # counted and shown once; the load goes on
             if not errors:

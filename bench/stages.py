@@ -24,6 +24,7 @@ from bench.workload import (
     http_closed_loop,
     http_open_loop,
     outbox_counts,
+    service_order_create,
     service_orders,
 )
 
@@ -160,7 +161,7 @@ def stage_seed_relay(ctx: Context) -> dict[str, Any]:
     started = time.monotonic()
     for n in range(count):
         time.sleep(max(0.0, started + n / rate - time.monotonic()))
-        service_orders_one(ctx.catalogue, n)
+        service_order_create(ctx.catalogue, n)
     runner.join(timeout=ticks * SEED_TICK_SECONDS + 60)
     stop.set()
     new_ids = list(Order.objects.filter(id__gte=first_new).values_list("id", flat=True))
@@ -180,17 +181,6 @@ def stage_seed_relay(ctx: Context) -> dict[str, Any]:
         "publish_latency": latency,
         "latency_load_orders_per_s": rate,
     }
-
-
-def service_orders_one(catalogue: Catalogue, n: int) -> None:
-    from orders.services import OrderLine, order_create
-
-    body = catalogue.body(n)
-    order_create(
-        user_id=int(body["user_id"]),  # type: ignore[call-overload]
-        lines=[OrderLine(product_id=int(i["product_id"]), quantity=1) for i in body["items"]],  # type: ignore[attr-defined]
-        payment_method="CARD",
-    )
 
 
 # --- our relay ------------------------------------------------------------------------------------

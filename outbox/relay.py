@@ -34,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -42,7 +42,7 @@ from django.db.models import Exists, ExpressionWrapper, F, Min, OuterRef, Q, Tex
 from django.utils import timezone
 
 from outbox import metrics
-from outbox.envelope import kafka_record_of
+from outbox.envelope import EnvelopeSource, kafka_record_of
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.producer import producer_discard, producer_get
 
@@ -51,16 +51,7 @@ logger = logging.getLogger(__name__)
 AggregateKey = tuple[str, str]
 
 
-class _Versioned(Protocol):
-    @property
-    def aggregate_type(self) -> str: ...
-    @property
-    def aggregate_id(self) -> str: ...
-    @property
-    def aggregate_version(self) -> int: ...
-
-
-E = TypeVar("E", bound=_Versioned)
+E = TypeVar("E", bound=EnvelopeSource)
 
 # Exit status of a relay process stopped by the OUTBOX_FAULT_EXIT_AFTER_PRODUCE fault hook.
 FAULT_EXIT_STATUS = 70
