@@ -108,15 +108,32 @@ class BatchingConsumer(Generic[T]):
         """The group handed us partitions (a time) or took them back (None)."""
         self._assigned_at = when
 
+    def _resume_dropped_join(self) -> None:
+        """Takes up a group join that kafka-python started and then stopped driving.
+
+        kafka-python 3 drives a join only while need_rejoin() is true, and a poll that times out
+        leaves the JoinGroup/SyncGroup in flight for the next poll to await. When the reason to
+        rejoin goes away during that round trip, no poll awaits it again: the member keeps
+        "rebalancing" with its heartbeat off and its old partitions, the broker drops it after a
+        session timeout, and the rest of the group waits that long in its own JoinGroup. The
+        usual trigger is a leader's first join, assigned before the topic's metadata arrived:
+        it rejoins for the metadata, and its own new assignment makes the snapshots it compares
+        equal again before the join answers. Asking to rejoin makes the next poll finish it."""
+        coordinator = self._consumer._coordinator  # no public accessor for the group's state
+        if coordinator.rebalance_in_progress() and not coordinator.need_rejoin():
+            log.info("the group join in flight was left unfinished by the client; resuming it")
+            coordinator.request_rejoin()
+
     def _check_membership(self) -> None:
         """Rejoins the group when this member's heartbeat is silent: never sent although the group
         handed it partitions a few heartbeat intervals ago, or silent (or never sent) for a whole
         session timeout once the membership is two session timeouts old.
 
-        kafka-python can leave its heartbeat loop disabled after a quick second rebalance (seen
-        right after start): the broker then drops the member while poll() keeps returning, a zombie
-        that holds on to its partitions in its own eyes and whose lag grows. Leaving and joining
-        again restarts the heartbeat; the uncommitted batch is dropped and read again."""
+        A member whose heartbeat stops is dropped by the broker while poll() keeps returning, a
+        zombie that holds on to its partitions in its own eyes and whose lag grows. The one cause
+        found (a join the client stopped driving) is handled at once by _resume_dropped_join; this
+        check is the safety net for any other. Leaving and joining again restarts the heartbeat;
+        the uncommitted batch is dropped and read again."""
         now = time.monotonic()
         if now < self._next_membership_check:
             return
@@ -160,6 +177,7 @@ class BatchingConsumer(Generic[T]):
         self._caught_up = caught_up
         if self._due():
             self.flush()
+        self._resume_dropped_join()
         self._check_membership()
 
     def run(self) -> None:

@@ -1,6 +1,9 @@
-"""A consumer whose heartbeat loop stopped (kafka-python can leave it disabled after a quick second
-rebalance) is dropped by the broker while poll() keeps returning: a zombie whose commits are
-refused, so its lag never falls. The consumer loop notices the silence and rejoins its group."""
+"""Group membership faults of kafka-python 3 that leave a consumer polling without being a member.
+
+A join the client stopped driving (need_rejoin() turned false while the JoinGroup was in flight)
+keeps the member "rebalancing" with its heartbeat off: the loop takes the join up again at once.
+A member whose heartbeat stopped for any other reason is dropped by the broker while poll() keeps
+returning, a zombie whose commits are refused: the loop notices the silence and rejoins."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 
 from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
 from consumers.runner import BatchingConsumer
@@ -25,6 +28,64 @@ def _step_until(loop: BatchingConsumer[Any], done: Callable[[], bool], seconds: 
     return False
 
 
+def _loop(
+    consumer: KafkaConsumer, topic: str, dlq: str, kafka_bootstrap: list[str], written: list[bytes]
+) -> tuple[BatchingConsumer[bytes], KafkaProducer]:
+    """A loop that collects what it writes, with its dead-letter producer (close it after)."""
+    dlq_producer = make_producer(bootstrap_servers=kafka_bootstrap, client_id="zombie-dlq")
+    loop: BatchingConsumer[bytes] = BatchingConsumer(
+        consumer=consumer,
+        topic=topic,
+        decode=lambda record: bytes(record.value),
+        write=written.extend,
+        dead_letters=DeadLetterQueue(dlq_producer, dlq),
+        max_batch_size=100,
+        max_batch_seconds=0.2,
+    )
+    return loop, dlq_producer
+
+
+def test_a_join_the_client_stopped_driving_is_finished_at_once(
+    kafka_bootstrap: list[str],
+    kafka_admin: Any,
+    make_topic: Callable[..., str],
+    kafka_group: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic, dlq = make_topic("dropped-join", partitions=2), make_topic("dropped-join-dlq", partitions=1)
+    consumer = make_consumer(
+        bootstrap_servers=kafka_bootstrap, group_id=kafka_group, client_id="dropped", session_timeout_ms=45000
+    )
+    written: list[bytes] = []
+    loop, dlq_producer = _loop(consumer, topic, dlq, kafka_bootstrap, written)
+    coordinator = consumer._coordinator  # private API, test only
+    try:
+        assert _step_until(loop, lambda: bool(consumer.assignment()), 30), "never joined the group"
+        _step_until(loop, lambda: False, 3)  # past the second rebalance that follows a first join
+        assert coordinator.stable()
+
+        # The fault: a rejoin starts, the poll that started it times out with the JoinGroup in
+        # flight, and the reason to rejoin goes away before the answer (as a leader's own new
+        # assignment does to its metadata snapshots). kafka-python then never awaits the join.
+        coordinator.request_rejoin()
+        coordinator.poll(timeout_ms=0)
+        coordinator.rejoin_needed = False
+        assert coordinator.rebalance_in_progress() and not coordinator.need_rejoin()
+
+        with caplog.at_level(logging.INFO, logger="consumers.runner"):
+            # Well within the 45 s session timeout the broker would otherwise wait for.
+            assert _step_until(loop, coordinator.stable, 5), f"still {coordinator.state} after 5 s"
+        assert "left unfinished" in caplog.text
+        heartbeat_sent = _step_until(loop, lambda: coordinator.heartbeat.last_send > 0, 10)
+        assert heartbeat_sent, "no heartbeat after the join"
+        group = dict(kafka_admin.describe_groups([kafka_group])[kafka_group])
+        assert group["group_state"] == "Stable" and len(group["members"]) == 1
+        assert len(consumer.assignment()) == 2
+    finally:
+        consumer.close(autocommit=False)
+        dlq_producer.close(timeout=10)
+
+
 def test_a_member_whose_heartbeat_stopped_rejoins_and_commits(
     kafka_bootstrap: list[str],
     kafka_admin: Any,
@@ -36,17 +97,8 @@ def test_a_member_whose_heartbeat_stopped_rejoins_and_commits(
     consumer = make_consumer(
         bootstrap_servers=kafka_bootstrap, group_id=kafka_group, client_id="zombie", session_timeout_ms=6000
     )
-    dlq_producer = make_producer(bootstrap_servers=kafka_bootstrap, client_id="zombie-dlq")
     written: list[bytes] = []
-    loop: BatchingConsumer[bytes] = BatchingConsumer(
-        consumer=consumer,
-        topic=topic,
-        decode=lambda record: bytes(record.value),
-        write=written.extend,
-        dead_letters=DeadLetterQueue(dlq_producer, dlq),
-        max_batch_size=100,
-        max_batch_seconds=0.2,
-    )
+    loop, dlq_producer = _loop(consumer, topic, dlq, kafka_bootstrap, written)
     try:
         assert _step_until(loop, lambda: bool(consumer.assignment()), 30), "never joined the group"
         _step_until(loop, lambda: False, 3)  # past the second rebalance that follows a first join
