@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, ExpressionWrapper, F, Min, OuterRef, Q, TextField
 from django.utils import timezone
 
@@ -191,9 +191,53 @@ def contiguous_runs(candidates: Sequence[E], heads: dict[AggregateKey, int]) -> 
     return runs
 
 
+# How often one process may refresh the outbox table's statistics after a slow claim.
+STATISTICS_REFRESH_INTERVAL = 300.0
+_statistics_refreshed_at = -float("inf")
+
+
+def _refresh_statistics_if_slow(seconds: float) -> bool:
+    """Refreshes the outbox table's statistics after a claim slower than
+    OUTBOX_SLOW_CLAIM_SECONDS (at most every STATISTICS_REFRESH_INTERVAL per process).
+
+    The optimizer plans the claim's NOT EXISTS per candidate from the table's statistics. Sampled
+    while a burst was being written into a young table, they can make it walk every pending row
+    of the status index for each candidate instead of the one aggregate's rows by its unique key:
+    a claim then takes seconds, growing with the backlog, until InnoDB resamples on its own after
+    a tenth of the table has changed. ANALYZE TABLE resamples at once, in milliseconds."""
+    global _statistics_refreshed_at
+    now = time.monotonic()
+    if (
+        seconds < settings.OUTBOX_SLOW_CLAIM_SECONDS
+        or now - _statistics_refreshed_at < STATISTICS_REFRESH_INTERVAL
+    ):
+        return False
+    # ANALYZE TABLE commits implicitly on MySQL and MariaDB: never inside a caller's transaction.
+    if connection.vendor != "mysql" or connection.in_atomic_block:
+        return False
+    _statistics_refreshed_at = now
+    logger.warning(
+        "claiming a batch took %.1fs (OUTBOX_SLOW_CLAIM_SECONDS=%s); refreshing the outbox table's"
+        " statistics",
+        seconds,
+        settings.OUTBOX_SLOW_CLAIM_SECONDS,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE TABLE {connection.ops.quote_name(OutboxEvent._meta.db_table)}")
+        cursor.fetchall()
+    return True
+
+
 def claim_batch(*, relay_id: str, batch_size: int) -> list[list[ClaimedEvent]]:
     """Leases a batch and returns it as per-aggregate runs in version order."""
     now = timezone.now()
+    started = time.monotonic()
+    runs = _claim(now=now, relay_id=relay_id, batch_size=batch_size)
+    _refresh_statistics_if_slow(time.monotonic() - started)
+    return runs
+
+
+def _claim(*, now: datetime, relay_id: str, batch_size: int) -> list[list[ClaimedEvent]]:
     with transaction.atomic():
         candidates = _due_candidates(now=now, limit=batch_size)
         if not candidates:

@@ -123,6 +123,9 @@ OUTBOX_RELAY_TIME_BUDGET = env_float("OUTBOX_RELAY_TIME_BUDGET", 4.0)
 # How long a claimed row stays reserved for its relay; a relay that dies leaves its rows to be
 # claimed again after this. Keep it well above the producer's delivery timeout.
 OUTBOX_LEASE_SECONDS = env_float("OUTBOX_LEASE_SECONDS", 60.0)
+# A batch claim slower than this makes the relay refresh the outbox table's statistics (ANALYZE
+# TABLE, at most every 5 minutes per process): the claim's plan depends on them.
+OUTBOX_SLOW_CLAIM_SECONDS = env_float("OUTBOX_SLOW_CLAIM_SECONDS", 1.0)
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10)
 OUTBOX_RETRY_BASE_SECONDS = env_float("OUTBOX_RETRY_BASE_SECONDS", 1.0)
 OUTBOX_RETRY_MAX_SECONDS = env_float("OUTBOX_RETRY_MAX_SECONDS", 300.0)

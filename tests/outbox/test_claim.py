@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from outbox import relay
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.relay import claim_batch, contiguous_runs, retry_delay
 from tests.outbox.conftest import insert_outbox_events
@@ -109,3 +111,33 @@ def test_rows_locked_by_a_concurrent_claim_are_skipped_with_the_rest_of_their_or
         release.set()
         holder.join(timeout=10)
     assert _claimed(claim_batch(relay_id="B", batch_size=10)) == {"1": [1, 2]}
+
+
+def _analyzes(queries: CaptureQueriesContext) -> int:
+    return sum(1 for query in queries.captured_queries if query["sql"].startswith("ANALYZE TABLE"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_claim_refreshes_the_table_statistics_once_per_interval(
+    settings: Any, monkeypatch: Any
+) -> None:
+    # Statistics sampled mid-burst can make the claim's NOT EXISTS scan every pending row per
+    # candidate; a slow claim makes the relay resample them. Every claim counts as slow here.
+    monkeypatch.setattr(relay, "_statistics_refreshed_at", -float("inf"))
+    insert_outbox_events(orders=3, versions=1)
+    settings.OUTBOX_SLOW_CLAIM_SECONDS = 1.0
+    with CaptureQueriesContext(connection) as queries:
+        assert len(claim_batch(relay_id="A", batch_size=1)) == 1
+    assert _analyzes(queries) == 0, "a fast claim left the statistics alone"
+
+    settings.OUTBOX_SLOW_CLAIM_SECONDS = 0.0
+    with CaptureQueriesContext(connection) as queries:
+        assert len(claim_batch(relay_id="A", batch_size=1)) == 1
+        assert len(claim_batch(relay_id="A", batch_size=1)) == 1
+    assert _analyzes(queries) == 1, "refreshed once, then not again within the interval"
+
+    monkeypatch.setattr(relay, "_statistics_refreshed_at", -float("inf"))
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        # ANALYZE TABLE would commit the caller's transaction: never inside one.
+        assert claim_batch(relay_id="B", batch_size=10) == []
+    assert _analyzes(queries) == 0
