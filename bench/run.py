@@ -167,15 +167,16 @@ def run(sizes: Sizes, out_root: Path, skip: list[str], command: str) -> tuple[Pa
     return out_dir, report
 
 
-def _without_repeat(argv: list[str]) -> list[str]:
+def _without(argv: list[str], *options: str) -> list[str]:
+    """argv without the given options and their values (`--opt value` or `--opt=value`)."""
     kept: list[str] = []
     skip_next = False
     for arg in argv:
         if skip_next:
             skip_next = False
-        elif arg == "--repeat":
+        elif arg in options:
             skip_next = True
-        elif not arg.startswith("--repeat="):
+        elif not any(arg.startswith(f"{option}=") for option in options):
             kept.append(arg)
     return kept
 
@@ -188,7 +189,8 @@ def repeat(argv: list[str], times: int, out: Path) -> int:
     from bench import medians
 
     out_root = out / f"repeat-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-    args = [*_without_repeat(argv), "--out", str(out_root)]
+    # Each run writes under out_root, which stands in for the --out given.
+    args = [*_without(argv, "--repeat", "--out"), "--out", str(out_root)]
     failed = False
     for attempt in range(times):
         print(f"bench: run {attempt + 1} of {times}", flush=True)
