@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, ExpressionWrapper, F, Min, OuterRef, Q, TextField
 from django.utils import timezone
 
@@ -222,9 +222,13 @@ def _refresh_statistics_if_slow(seconds: float) -> bool:
         seconds,
         settings.OUTBOX_SLOW_CLAIM_SECONDS,
     )
-    with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE TABLE {connection.ops.quote_name(OutboxEvent._meta.db_table)}")
-        cursor.fetchall()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE TABLE {connection.ops.quote_name(OutboxEvent._meta.db_table)}")
+            cursor.fetchall()
+    except DatabaseError as exc:  # the batch is claimed already: publish it regardless
+        logger.warning("could not refresh the outbox table's statistics: %s", exc)
+        return False
     return True
 
 
