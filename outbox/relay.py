@@ -196,7 +196,7 @@ STATISTICS_REFRESH_INTERVAL = 300.0
 _statistics_refreshed_at = -float("inf")
 
 
-def _refresh_statistics_if_slow(seconds: float) -> bool:
+def _refresh_statistics_if_slow(seconds: float) -> None:
     """Refreshes the outbox table's statistics after a claim slower than
     OUTBOX_SLOW_CLAIM_SECONDS (at most every STATISTICS_REFRESH_INTERVAL per process).
 
@@ -211,10 +211,10 @@ def _refresh_statistics_if_slow(seconds: float) -> bool:
         seconds < settings.OUTBOX_SLOW_CLAIM_SECONDS
         or now - _statistics_refreshed_at < STATISTICS_REFRESH_INTERVAL
     ):
-        return False
+        return
     # ANALYZE TABLE commits implicitly on MySQL and MariaDB: never inside a caller's transaction.
     if connection.vendor != "mysql" or connection.in_atomic_block:
-        return False
+        return
     _statistics_refreshed_at = now
     logger.warning(
         "claiming a batch took %.1fs (OUTBOX_SLOW_CLAIM_SECONDS=%s); refreshing the outbox table's"
@@ -228,8 +228,6 @@ def _refresh_statistics_if_slow(seconds: float) -> bool:
             cursor.fetchall()
     except DatabaseError as exc:  # the batch is claimed already: publish it regardless
         logger.warning("could not refresh the outbox table's statistics: %s", exc)
-        return False
-    return True
 
 
 def claim_batch(*, relay_id: str, batch_size: int) -> list[list[ClaimedEvent]]:

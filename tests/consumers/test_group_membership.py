@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -28,105 +29,110 @@ def _step_until(loop: BatchingConsumer[Any], done: Callable[[], bool], seconds: 
     return False
 
 
-def _loop(
-    consumer: KafkaConsumer, topic: str, dlq: str, kafka_bootstrap: list[str], written: list[bytes]
-) -> tuple[BatchingConsumer[bytes], KafkaProducer]:
-    """A loop that collects what it writes, with its dead-letter producer (close it after)."""
-    dlq_producer = make_producer(bootstrap_servers=kafka_bootstrap, client_id="zombie-dlq")
-    loop: BatchingConsumer[bytes] = BatchingConsumer(
-        consumer=consumer,
-        topic=topic,
-        decode=lambda record: bytes(record.value),
-        write=written.extend,
-        dead_letters=DeadLetterQueue(dlq_producer, dlq),
-        max_batch_size=100,
-        max_batch_seconds=0.2,
-    )
-    return loop, dlq_producer
+@dataclass
+class Joined:
+    consumer: KafkaConsumer
+    loop: BatchingConsumer[bytes]
+    topic: str
+    written: list[bytes]
+
+
+@pytest.fixture
+def joined(
+    kafka_bootstrap: list[str], make_topic: Callable[..., str], kafka_group: str
+) -> Iterator[Callable[..., Joined]]:
+    """Makes a loop over a fresh topic that collects what it writes, steps it until it owns its
+    partitions and past the second rebalance that follows a first join; closes it after the test."""
+    closers: list[Callable[[], None]] = []
+
+    def make(name: str, *, partitions: int, session_timeout_ms: int) -> Joined:
+        topic, dlq = make_topic(name, partitions=partitions), make_topic(f"{name}-dlq", partitions=1)
+        consumer = make_consumer(
+            bootstrap_servers=kafka_bootstrap,
+            group_id=kafka_group,
+            client_id=name,
+            session_timeout_ms=session_timeout_ms,
+        )
+        dlq_producer = make_producer(bootstrap_servers=kafka_bootstrap, client_id=f"{name}-dlq")
+        closers.append(lambda: consumer.close(autocommit=False))
+        closers.append(lambda: dlq_producer.close(timeout=10))
+        written: list[bytes] = []
+        loop: BatchingConsumer[bytes] = BatchingConsumer(
+            consumer=consumer,
+            topic=topic,
+            decode=lambda record: bytes(record.value),
+            write=written.extend,
+            dead_letters=DeadLetterQueue(dlq_producer, dlq),
+            max_batch_size=100,
+            max_batch_seconds=0.2,
+        )
+        assert _step_until(loop, lambda: bool(consumer.assignment()), 30), "never joined the group"
+        _step_until(loop, lambda: False, 3)  # past the second rebalance that follows a first join
+        return Joined(consumer, loop, topic, written)
+
+    yield make
+    for close in closers:
+        close()
 
 
 def test_a_join_the_client_stopped_driving_is_finished_at_once(
-    kafka_bootstrap: list[str],
-    kafka_admin: Any,
-    make_topic: Callable[..., str],
-    kafka_group: str,
-    caplog: pytest.LogCaptureFixture,
+    joined: Callable[..., Joined], kafka_admin: Any, kafka_group: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    topic, dlq = make_topic("dropped-join", partitions=2), make_topic("dropped-join-dlq", partitions=1)
-    consumer = make_consumer(
-        bootstrap_servers=kafka_bootstrap, group_id=kafka_group, client_id="dropped", session_timeout_ms=45000
-    )
-    written: list[bytes] = []
-    loop, dlq_producer = _loop(consumer, topic, dlq, kafka_bootstrap, written)
+    member = joined("dropped-join", partitions=2, session_timeout_ms=45000)
+    consumer, loop = member.consumer, member.loop
     coordinator = consumer._coordinator  # private API, test only
-    try:
-        assert _step_until(loop, lambda: bool(consumer.assignment()), 30), "never joined the group"
-        _step_until(loop, lambda: False, 3)  # past the second rebalance that follows a first join
-        assert coordinator.stable()
+    assert coordinator.stable()
 
-        # The fault: a rejoin starts, the poll that started it times out with the JoinGroup in
-        # flight, and the reason to rejoin goes away before the answer (as a leader's own new
-        # assignment does to its metadata snapshots). kafka-python then never awaits the join.
-        coordinator.request_rejoin()
-        coordinator.poll(timeout_ms=0)
-        coordinator.rejoin_needed = False
-        assert coordinator.rebalance_in_progress() and not coordinator.need_rejoin()
+    # The fault: a rejoin starts, the poll that started it times out with the JoinGroup in
+    # flight, and the reason to rejoin goes away before the answer (as a leader's own new
+    # assignment does to its metadata snapshots). kafka-python then never awaits the join.
+    coordinator.request_rejoin()
+    coordinator.poll(timeout_ms=0)
+    coordinator.rejoin_needed = False
+    assert coordinator.rebalance_in_progress() and not coordinator.need_rejoin()
 
-        with caplog.at_level(logging.INFO, logger="consumers.runner"):
-            # Well within the 45 s session timeout the broker would otherwise wait for.
-            assert _step_until(loop, coordinator.stable, 5), f"still {coordinator.state} after 5 s"
-        assert "left unfinished" in caplog.text
-        heartbeat_sent = _step_until(loop, lambda: coordinator.heartbeat.last_send > 0, 10)
-        assert heartbeat_sent, "no heartbeat after the join"
-        group = dict(kafka_admin.describe_groups([kafka_group])[kafka_group])
-        assert group["group_state"] == "Stable" and len(group["members"]) == 1
-        assert len(consumer.assignment()) == 2
-    finally:
-        consumer.close(autocommit=False)
-        dlq_producer.close(timeout=10)
+    with caplog.at_level(logging.INFO, logger="consumers.runner"):
+        # Well within the 45 s session timeout the broker would otherwise wait for.
+        assert _step_until(loop, coordinator.stable, 5), f"still {coordinator.state} after 5 s"
+    assert "left unfinished" in caplog.text
+    heartbeat_sent = _step_until(loop, lambda: coordinator.heartbeat.last_send > 0, 10)
+    assert heartbeat_sent, "no heartbeat after the join"
+    group = dict(kafka_admin.describe_groups([kafka_group])[kafka_group])
+    assert group["group_state"] == "Stable" and len(group["members"]) == 1
+    assert len(consumer.assignment()) == 2
 
 
 def test_a_member_whose_heartbeat_stopped_rejoins_and_commits(
+    joined: Callable[..., Joined],
     kafka_bootstrap: list[str],
     kafka_admin: Any,
-    make_topic: Callable[..., str],
     kafka_group: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    topic, dlq = make_topic("zombie", partitions=1), make_topic("zombie-dlq", partitions=1)
-    consumer = make_consumer(
-        bootstrap_servers=kafka_bootstrap, group_id=kafka_group, client_id="zombie", session_timeout_ms=6000
-    )
-    written: list[bytes] = []
-    loop, dlq_producer = _loop(consumer, topic, dlq, kafka_bootstrap, written)
-    try:
-        assert _step_until(loop, lambda: bool(consumer.assignment()), 30), "never joined the group"
-        _step_until(loop, lambda: False, 3)  # past the second rebalance that follows a first join
-        # The fault: the heartbeat loop is off while the group is stable (private API, test only).
-        consumer._coordinator._disable_heartbeat()
+    member = joined("zombie", partitions=1, session_timeout_ms=6000)
+    consumer, loop, topic = member.consumer, member.loop, member.topic
+    # The fault: the heartbeat loop is off while the group is stable (private API, test only).
+    consumer._coordinator._disable_heartbeat()
 
-        def group_state() -> dict[str, Any]:
-            return dict(kafka_admin.describe_groups([kafka_group])[kafka_group])
+    def group_state() -> dict[str, Any]:
+        return dict(kafka_admin.describe_groups([kafka_group])[kafka_group])
 
-        # The broker drops the silent member after its 6 s session timeout. With nothing to commit,
-        # kafka-python never learns it was dropped: only the loop's own check can bring it back.
-        assert _step_until(loop, lambda: group_state()["group_state"] == "Empty", 30)
-        with caplog.at_level(logging.WARNING, logger="consumers.runner"):
-            assert _step_until(loop, lambda: group_state()["group_state"] == "Stable", 40), "never rejoined"
-        assert "rejoining" in caplog.text
-        assert len(group_state()["members"]) == 1
+    # The broker drops the silent member after its 6 s session timeout. With nothing to commit,
+    # kafka-python never learns it was dropped: only the loop's own check can bring it back.
+    assert _step_until(loop, lambda: group_state()["group_state"] == "Empty", 30)
+    with caplog.at_level(logging.WARNING, logger="consumers.runner"):
+        assert _step_until(loop, lambda: group_state()["group_state"] == "Stable", 40), "never rejoined"
+    assert "rejoining" in caplog.text
+    assert len(group_state()["members"]) == 1
 
-        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-        for value in (b"1", b"2", b"3"):
-            producer.send(topic, value).get(timeout=30)
-        producer.close()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    for value in (b"1", b"2", b"3"):
+        producer.send(topic, value).get(timeout=30)
+    producer.close()
 
-        def committed() -> int:
-            offsets = kafka_admin.list_group_offsets(kafka_group).get(kafka_group, {})
-            return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
+    def committed() -> int:
+        offsets = kafka_admin.list_group_offsets(kafka_group).get(kafka_group, {})
+        return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
 
-        assert _step_until(loop, lambda: committed() == 3, 60), f"committed {committed()} of 3"
-        assert sorted(set(written)) == [b"1", b"2", b"3"]
-    finally:
-        consumer.close(autocommit=False)
-        dlq_producer.close(timeout=10)
+    assert _step_until(loop, lambda: committed() == 3, 60), f"committed {committed()} of 3"
+    assert sorted(set(member.written)) == [b"1", b"2", b"3"]
