@@ -182,8 +182,12 @@ def test_a_row_reads_back_from_clickhouse_exactly_as_the_sink_wrote_it(
     """The sink writes JSON text: quotes, backslashes, non-ASCII text, microseconds, decimals,
     several items and a delete time must all arrive unchanged."""
     migrate(clickhouse_client, clickhouse_database)
-    created = datetime(2026, 11, 21, 23, 59, 59, 123456, tzinfo=UTC)
-    deleted = datetime(2026, 11, 22, 0, 0, 1, 7, tzinfo=UTC)
+    # Relative to today, so the delete stays inside the 7-day TTL on whatever day this runs: a
+    # fixed date aged past it and the sink rightly purged the row. The times still cross a
+    # midnight and carry odd microseconds.
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    created = midnight - timedelta(microseconds=876544)  # 23:59:59.123456 the day before
+    deleted = midnight + timedelta(seconds=1, microseconds=7)
     items = (
         OrderItem(product_id=3, sku='S"1', product_name="Tasse \\ “Ø” 🍵", quantity=2,
                   unit_price=Decimal("10.05"), line_total=Decimal("20.10")),
