@@ -23,8 +23,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
-from consumers.events import InvalidEvent
 from consumers.kafka_io import DeadLetterQueue
+from contract.events import InvalidEvent
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,40 @@ from collections.abc import Sequence
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
-from consumers.events import InvalidEvent, decode_event
 from consumers.kafka_io import SEND_TIMEOUT_SECONDS, DeadLetterQueue, make_consumer, make_producer
 from consumers.retry import with_retries
-from consumers.rows import AnalyticsRow, encode_row, transform
 from consumers.runner import BatchingConsumer
 from consumers.settings import ConsumerSettings
+from contract.events import Envelope, InvalidEvent, decode_envelope
+from contract.rows import AnalyticsRow, encode_row
+
+
+def transform(event: Envelope) -> AnalyticsRow:
+    """The pure step: a validated event to the analytics row of the order's state after it."""
+    order = event.payload
+    return AnalyticsRow(
+        schema_version=1,
+        order_id=order.order_id,
+        user_id=order.user_id,
+        user_email=order.user_email,
+        order_date=order.created_at.date(),  # created_at is UTC once decoded
+        total_amount=order.total_amount,
+        items_count=order.items_count,
+        status=order.status,
+        payment_method=order.payment.method,
+        payment_status=order.payment.status,
+        created_at=order.created_at,
+        version=event.aggregate_version,
+        event_type=event.event_type,
+        deleted_at=order.deleted_at,
+        # A soft delete is the only way out: the deleted flag follows deleted_at.
+        is_deleted=order.deleted_at is not None,
+        items=order.items,
+    )
 
 
 def decode_order_event(record: ConsumerRecord) -> AnalyticsRow:
-    row = transform(decode_event(record.value))
+    row = transform(decode_envelope(record.value))
     # The key decides the partition, and so the per-order ordering: it must be the order id.
     if record.key is not None and record.key != str(row.order_id).encode():
         raise InvalidEvent("record key must be the order id")

@@ -7,11 +7,27 @@ Models hold data and constraints only; every change that matters to analytics go
 
 from __future__ import annotations
 
+import enum
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
+
+from contract.types import OrderStatus, PaymentMethod, PaymentStatus
+
+__all__ = [
+    "AdminApiToken",
+    "Customer",
+    "Inventory",
+    "Order",
+    "OrderItem",
+    "OrderStatus",
+    "Payment",
+    "PaymentMethod",
+    "PaymentStatus",
+    "Product",
+]
 
 ORDER_CURRENCY = "USD"
 MONEY_PLACES = 2
@@ -19,27 +35,9 @@ PRICE_MAX_DIGITS = 10  # up to 99,999,999.99 per unit
 TOTAL_MAX_DIGITS = 16  # room for 100 lines x 1,000 units x the largest price
 
 
-class OrderStatus(models.TextChoices):
-    PENDING = "PENDING", "Pending"
-    PAID = "PAID", "Paid"
-    SHIPPED = "SHIPPED", "Shipped"
-    DELIVERED = "DELIVERED", "Delivered"
-    CANCELLED = "CANCELLED", "Cancelled"
-    REFUNDED = "REFUNDED", "Refunded"
-
-
-class PaymentMethod(models.TextChoices):
-    CARD = "CARD", "Card"
-    BANK_TRANSFER = "BANK_TRANSFER", "Bank transfer"
-    PAYPAL = "PAYPAL", "PayPal"
-    CASH_ON_DELIVERY = "CASH_ON_DELIVERY", "Cash on delivery"
-
-
-class PaymentStatus(models.TextChoices):
-    PENDING = "PENDING", "Pending"
-    COMPLETED = "COMPLETED", "Completed"
-    REFUNDED = "REFUNDED", "Refunded"
-    CANCELLED = "CANCELLED", "Cancelled"
+def choices(values: type[enum.StrEnum]) -> list[tuple[str, str]]:
+    """Django choices of one of the event contract's enums, which are written once, there."""
+    return [(member.value, member.name.replace("_", " ").capitalize()) for member in values]
 
 
 class Customer(models.Model):
@@ -104,7 +102,7 @@ class Inventory(models.Model):
 
 class Order(models.Model):
     user = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="orders")
-    status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.PENDING)
+    status = models.CharField(max_length=16, choices=choices(OrderStatus), default=OrderStatus.PENDING)
     total_amount = models.DecimalField(max_digits=TOTAL_MAX_DIGITS, decimal_places=MONEY_PLACES)
     currency = models.CharField(max_length=3, default=ORDER_CURRENCY)
     # Per-order, strictly increasing: 1 on create, +1 on every change. It is the outbox event's
@@ -159,8 +157,8 @@ class OrderItem(models.Model):
 
 class Payment(models.Model):
     order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="payment")
-    method = models.CharField(max_length=32, choices=PaymentMethod.choices)
-    status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING)
+    method = models.CharField(max_length=32, choices=choices(PaymentMethod))
+    status = models.CharField(max_length=16, choices=choices(PaymentStatus), default=PaymentStatus.PENDING)
     amount = models.DecimalField(max_digits=TOTAL_MAX_DIGITS, decimal_places=MONEY_PLACES)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from backend.errors import Conflict, InvalidInput, NotFound
+from contract.types import EventType
 from orders.models import (
     AdminApiToken,
     Customer,
@@ -35,9 +36,6 @@ from orders.state_machine import PAYMENT_STATUS_AFTER, can_transition, returns_s
 from outbox.services import outbox_event_create
 
 ORDER_AGGREGATE = "order"
-ORDER_CREATED = "OrderCreated"
-ORDER_STATUS_CHANGED = "OrderStatusChanged"
-ORDER_DELETED = "OrderDeleted"
 
 CENT = Decimal("0.01")
 
@@ -83,7 +81,7 @@ def product_create(*, sku: str, name: str, price: Decimal, stock: int = 0, is_ac
 # --- orders -------------------------------------------------------------------------------------
 
 
-def _write_event(*, order: Order, event_type: str) -> None:
+def _write_event(*, order: Order, event_type: EventType) -> None:
     outbox_event_create(
         event_type=event_type,
         aggregate_type=ORDER_AGGREGATE,
@@ -138,7 +136,7 @@ def order_create(*, user_id: int, lines: list[OrderLine], payment_method: str) -
     lines from the catalogue (a client never sends prices or totals), records the payment and
     writes ``OrderCreated``."""
     _validate_lines(lines)
-    if payment_method not in PaymentMethod.values:
+    if payment_method not in set(PaymentMethod):
         raise InvalidInput(f"unknown payment method {payment_method!r}", field="payment_method")
 
     with transaction.atomic():
@@ -194,7 +192,7 @@ def order_create(*, user_id: int, lines: list[OrderLine], payment_method: str) -
         # Creating the payment with order=order also fills order.payment's cache, as create(user=
         # user) filled order.user's: the snapshot below reads nothing back from the database.
         Payment.objects.create(order=order, method=payment_method, status=PaymentStatus.PENDING, amount=total)
-        _write_event(order=order, event_type=ORDER_CREATED)
+        _write_event(order=order, event_type=EventType.ORDER_CREATED)
     return order
 
 
@@ -242,7 +240,7 @@ def _return_stock(order: Order) -> None:
 def order_status_change(*, order_id: int, status: str) -> Order:
     """Moves an order along the state machine in ``orders.state_machine`` and writes
     ``OrderStatusChanged``. A deleted order, or a transition the machine forbids, is a conflict."""
-    if status not in OrderStatus.values:
+    if status not in set(OrderStatus):
         raise InvalidInput(f"unknown status {status!r}", field="status")
     with transaction.atomic():
         order = _locked_order(order_id)
@@ -263,7 +261,7 @@ def order_status_change(*, order_id: int, status: str) -> Order:
         order.status = status
         order.version += 1
         order.save(update_fields=["status", "version", "updated_at"])
-        _write_event(order=order, event_type=ORDER_STATUS_CHANGED)
+        _write_event(order=order, event_type=EventType.ORDER_STATUS_CHANGED)
     return order
 
 
@@ -278,7 +276,7 @@ def order_soft_delete(*, order_id: int, deleted_by: int) -> Order:
         order.deleted_by = deleted_by
         order.version += 1
         order.save(update_fields=["deleted_at", "deleted_by", "version", "updated_at"])
-        _write_event(order=order, event_type=ORDER_DELETED)
+        _write_event(order=order, event_type=EventType.ORDER_DELETED)
     return order
 
 

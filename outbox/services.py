@@ -11,10 +11,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from contract.types import SCHEMA_VERSION
 from outbox.kick import relay_kick_on_commit
 from outbox.models import OutboxEvent, OutboxStatus
-
-SCHEMA_VERSION = 1
 
 
 def outbox_event_create(

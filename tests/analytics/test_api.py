@@ -12,9 +12,9 @@ from django.test import Client
 
 from analytics import clickhouse as analytics_clickhouse
 from consumers.clickhouse import migrate
-from consumers.events import decode_event
-from consumers.rows import transform
 from consumers.sink import ClickHouseWriter
+from consumers.transformer import transform
+from contract.events import decode_envelope
 from tests.consumers.factories import base_order, history, kafka_value, refresh_views
 
 
@@ -31,7 +31,7 @@ def api(clickhouse_client: Any, clickhouse_database: str, settings: Any) -> Iter
 
 def load(client: Any, database: str, events: list[dict[str, Any]]) -> None:
     """Through the sink's own writer, as the pipeline would, then past the views' refresh."""
-    ClickHouseWriter(client, database).write([transform(decode_event(kafka_value(e))) for e in events])
+    ClickHouseWriter(client, database).write([transform(decode_envelope(kafka_value(e))) for e in events])
     refresh_views(client, database)
 
 

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from consumers.clickhouse import migrate
-from consumers.events import decode_event
-from consumers.rows import encode_row, transform
 from consumers.sink import build_sink
+from consumers.transformer import transform
+from contract.events import decode_envelope
+from contract.rows import encode_row
 from tests.consumers.factories import actual_views, base_order, expected_views, history, kafka_value
 from tests.consumers.kafka_helpers import (
     committed_offsets,
@@ -77,7 +78,7 @@ def test_the_sink_retries_without_committing_and_catches_up(
     for order_id in range(1, 21):
         deleted_at = datetime.now(UTC) - timedelta(hours=1) if order_id % 5 == 0 else None
         events += history(base_order(order_id, user_id=order_id % 3 + 1), ["PAID"], deleted_at)
-    rows = [transform(decode_event(kafka_value(event))) for event in events]
+    rows = [transform(decode_envelope(kafka_value(event))) for event in events]
     produce(
         kafka_bootstrap,
         settings.analytics_topic,

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.clickhouse import migrate
-from consumers.events import ORDER_STATUSES, decode_event
-from consumers.rows import transform
 from consumers.sink import ClickHouseWriter
+from consumers.transformer import transform
+from contract.events import decode_envelope
+from contract.types import OrderStatus
 from tests.consumers.factories import (
     Item,
     OrderState,
@@ -27,7 +28,7 @@ from tests.consumers.factories import (
     refresh_views,
 )
 
-STATUSES = sorted(ORDER_STATUSES)
+STATUSES = sorted(OrderStatus)
 PRICES = [Decimal("1.50"), Decimal("9.99"), Decimal("20.00")]
 
 
@@ -102,7 +103,7 @@ def test_every_view_equals_the_ground_truth_whatever_the_delivery(
     try:
         writer = ClickHouseWriter(clickhouse_client, database)
         for batch in delivery:
-            writer.write([transform(decode_event(kafka_value(event))) for event in batch])
+            writer.write([transform(decode_envelope(kafka_value(event))) for event in batch])
         refresh_views(clickhouse_client, database)
 
         expected = expected_views(events)

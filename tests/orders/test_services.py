@@ -15,7 +15,7 @@ from orders.services import OrderLine, order_create, order_soft_delete, order_st
 from orders.snapshots import order_snapshot
 from outbox.models import OutboxEvent
 
-UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 
 
 def events_of(order_id: int) -> list[OutboxEvent]:
