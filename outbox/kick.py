@@ -14,12 +14,16 @@ import logging
 from django.conf import settings
 from django.db import transaction
 
+from backend.celery import app
 from outbox.redis_state import kick_key, redis_client
 
 logger = logging.getLogger(__name__)
 
 # Safety net for a queued run that never starts (lost message): the key expires by itself.
 KICK_KEY_TTL_MS = 30_000
+# Enqueued by name, as the beat schedule does: the task's module imports the services that call
+# this one, so importing the task here would make an import circle.
+RELAY_TASK = "outbox.tasks.relay_outbox"
 
 
 def relay_kick_on_commit() -> None:
@@ -45,9 +49,7 @@ def relay_kick() -> None:
         logger.warning("relay kick skipped, Redis unavailable (beat will relay): %s", exc)
         return
     try:
-        from outbox.tasks import relay_outbox
-
-        relay_outbox.apply_async(queue=settings.CELERY_TASK_DEFAULT_QUEUE, retry=False)
+        app.send_task(RELAY_TASK, queue=settings.CELERY_TASK_DEFAULT_QUEUE, retry=False)
     except Exception as exc:
         logger.warning("relay kick could not be queued (beat will relay): %s", exc)
         try:

@@ -14,7 +14,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
-from outbox.kick import relay_kick_consumed
+from outbox.kick import RELAY_TASK, relay_kick_consumed
 from outbox.relay import relay_run
 from outbox.services import outbox_published_purge
 
@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(
+    name=RELAY_TASK,
     # A database hiccup fails the run before anything is marked; the leases protect the rows.
     autoretry_for=(DatabaseError,),
     retry_backoff=True,
