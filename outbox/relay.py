@@ -191,51 +191,54 @@ def contiguous_runs(candidates: Sequence[E], heads: dict[AggregateKey, int]) -> 
     return runs
 
 
-# How often one process may refresh the outbox table's statistics after a slow claim.
-STATISTICS_REFRESH_INTERVAL = 300.0
-_statistics_refreshed_at = -float("inf")
-
-
-def _refresh_statistics_if_slow(seconds: float) -> None:
+class StatisticsRefresher:
     """Refreshes the outbox table's statistics after a claim slower than
-    OUTBOX_SLOW_CLAIM_SECONDS (at most every STATISTICS_REFRESH_INTERVAL per process).
+    OUTBOX_SLOW_CLAIM_SECONDS, at most once per `interval` seconds.
 
     The optimizer plans the claim's NOT EXISTS per candidate from the table's statistics. Sampled
     while a burst was being written into a young table, they can make it walk every pending row
     of the status index for each candidate instead of the one aggregate's rows by its unique key:
     a claim then takes seconds, growing with the backlog, until InnoDB resamples on its own after
     a tenth of the table has changed. ANALYZE TABLE resamples at once, in milliseconds."""
-    global _statistics_refreshed_at
-    now = time.monotonic()
-    if (
-        seconds < settings.OUTBOX_SLOW_CLAIM_SECONDS
-        or now - _statistics_refreshed_at < STATISTICS_REFRESH_INTERVAL
-    ):
-        return
-    # ANALYZE TABLE commits implicitly on MySQL and MariaDB: never inside a caller's transaction.
-    if connection.vendor != "mysql" or connection.in_atomic_block:
-        return
-    _statistics_refreshed_at = now
-    logger.warning(
-        "claiming a batch took %.1fs (OUTBOX_SLOW_CLAIM_SECONDS=%s); refreshing the outbox table's"
-        " statistics",
-        seconds,
-        settings.OUTBOX_SLOW_CLAIM_SECONDS,
-    )
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE TABLE {connection.ops.quote_name(OutboxEvent._meta.db_table)}")
-            cursor.fetchall()
-    except DatabaseError as exc:  # the batch is claimed already: publish it regardless
-        logger.warning("could not refresh the outbox table's statistics: %s", exc)
+
+    def __init__(self, interval: float = 300.0) -> None:
+        self.interval = interval
+        self._refreshed_at = -float("inf")
+
+    def after_claim(self, seconds: float) -> None:
+        now = time.monotonic()
+        if seconds < settings.OUTBOX_SLOW_CLAIM_SECONDS or now - self._refreshed_at < self.interval:
+            return
+        # ANALYZE TABLE commits implicitly on MySQL and MariaDB: never inside a caller's transaction.
+        if connection.vendor != "mysql" or connection.in_atomic_block:
+            return
+        self._refreshed_at = now
+        logger.warning(
+            "claiming a batch took %.1fs (OUTBOX_SLOW_CLAIM_SECONDS=%s); refreshing the outbox"
+            " table's statistics",
+            seconds,
+            settings.OUTBOX_SLOW_CLAIM_SECONDS,
+        )
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE TABLE {connection.ops.quote_name(OutboxEvent._meta.db_table)}")
+                cursor.fetchall()
+        except DatabaseError as exc:  # the batch is claimed already: publish it regardless
+            logger.warning("could not refresh the outbox table's statistics: %s", exc)
 
 
-def claim_batch(*, relay_id: str, batch_size: int) -> list[list[ClaimedEvent]]:
+# One per process: every relay run of a worker shares the interval.
+PROCESS_STATISTICS = StatisticsRefresher()
+
+
+def claim_batch(
+    *, relay_id: str, batch_size: int, statistics: StatisticsRefresher = PROCESS_STATISTICS
+) -> list[list[ClaimedEvent]]:
     """Leases a batch and returns it as per-aggregate runs in version order."""
     now = timezone.now()
     started = time.monotonic()
     runs = _claim(now=now, relay_id=relay_id, batch_size=batch_size)
-    _refresh_statistics_if_slow(time.monotonic() - started)
+    statistics.after_claim(time.monotonic() - started)
     return runs
 
 
@@ -267,67 +270,99 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
+@dataclass
+class _Round:
+    """One round of sends: the k-th event of every active run, and what came of each."""
+
+    futures: list[tuple[ClaimedEvent, Any]] = field(default_factory=list)
+    errors: dict[int, BaseException] = field(default_factory=dict)
+    acknowledged: list[int] = field(default_factory=list)
+    # A send failed for want of metadata: every further send would block just as long.
+    metadata_unavailable: bool = False
+
+    def is_outage(self) -> bool:
+        """Kafka is away, and the events are not to blame: no attempts are counted.
+
+        Either metadata was unavailable, or nothing of the round got through and only for broker
+        reasons."""
+        if self.metadata_unavailable:
+            return True
+        return bool(self.errors) and not self.acknowledged and all(map(_is_transient, self.errors.values()))
+
+
+def _send_round(producer: Any, active: list[list[ClaimedEvent]], depth: int, topic: str) -> _Round:
+    sent = _Round()
+    for run in active:
+        event = run[depth]
+        try:
+            key, value, headers = kafka_record_of(event)
+            sent.futures.append((event, producer.send(topic, key=key, value=value, headers=headers)))
+        except Exception as exc:  # unserializable payload, oversized record, metadata timeout
+            sent.errors[event.pk] = exc
+            if _is_transient(exc):
+                sent.metadata_unavailable = True
+                break
+    return sent
+
+
+def _await_round(producer: Any, sent: _Round) -> None:
+    """Waits for every acknowledgement of the round, at most the delivery timeout."""
+    try:
+        producer.flush(timeout=settings.KAFKA_PRODUCER_DELIVERY_TIMEOUT + 5)
+    except Exception as exc:  # futures not done by now count as failed below
+        logger.warning("Kafka flush did not finish: %s", _describe(exc))
+    for event, future in sent.futures:
+        if future.is_done and future.succeeded():
+            sent.acknowledged.append(event.pk)
+        else:
+            sent.errors[event.pk] = future.exception if future.is_done else TimeoutError("no ack in time")
+
+
 def publish_runs(runs: list[list[ClaimedEvent]], *, topic: str) -> _Publication:
+    """Publishes the runs round by round: an event goes out only once the previous version of its
+    aggregate was acknowledged. A failed event holds back the rest of its own run only."""
     result = _Publication()
     try:
         producer = producer_get()
     except Exception as exc:  # no broker answered the bootstrap: an outage, not the events' fault
         logger.warning("Kafka producer unavailable: %s", _describe(exc))
-        producer_discard()
-        result.outage = True
-        result.unsent = [event.pk for run in runs for event in run]
-        return result
+        return _outage(result, runs)
 
     active = list(runs)
     depth = 0
     while active:
-        futures: list[tuple[ClaimedEvent, Any]] = []
-        round_errors: dict[int, BaseException] = {}
-        for run in active:
-            event = run[depth]
-            try:
-                key, value, headers = kafka_record_of(event)
-                futures.append((event, producer.send(topic, key=key, value=value, headers=headers)))
-            except Exception as exc:  # unserializable payload, oversized record, metadata timeout
-                round_errors[event.pk] = exc
-                if _is_transient(exc):
-                    # Metadata is unavailable: every further send would block just as long.
-                    result.outage = True
-                    break
-        try:
-            producer.flush(timeout=settings.KAFKA_PRODUCER_DELIVERY_TIMEOUT + 5)
-        except Exception as exc:  # futures not done by now count as failed below
-            logger.warning("Kafka flush did not finish: %s", _describe(exc))
-        for event, future in futures:
-            if future.is_done and future.succeeded():
-                result.published.append(event.pk)
-            else:
-                round_errors[event.pk] = (
-                    future.exception if future.is_done else TimeoutError("no ack in time")
-                )
-
-        sent_any = any(future.is_done and future.succeeded() for _, future in futures)
-        if round_errors and not sent_any and all(_is_transient(e) for e in round_errors.values()):
-            # Nothing of this round got through and only for broker reasons: Kafka is away. The
-            # events are not to blame, so no attempts are counted; the next run tries again.
-            result.outage = True
-        if result.outage:
-            handled = set(result.published)
-            result.unsent.extend(e.pk for run in runs for e in run if e.pk not in handled)
-            producer_discard()
-            return result
-
-        next_active = []
-        for run in active:
-            event = run[depth]
-            if event.pk in round_errors:
-                result.failures[event.pk] = _describe(round_errors[event.pk])
-                result.unsent.extend(e.pk for e in run[depth + 1 :])
-            elif len(run) > depth + 1:
-                next_active.append(run)
-        active = next_active
+        sent = _send_round(producer, active, depth, topic)
+        _await_round(producer, sent)
+        result.published.extend(sent.acknowledged)
+        if sent.is_outage():
+            return _outage(result, runs)
+        active = _next_active(active, depth, sent.errors, result)
         depth += 1
     return result
+
+
+def _outage(result: _Publication, runs: list[list[ClaimedEvent]]) -> _Publication:
+    """Ends the publication as an outage: whatever was not acknowledged is released unsent."""
+    result.outage = True
+    handled = set(result.published)
+    result.unsent.extend(e.pk for run in runs for e in run if e.pk not in handled)
+    producer_discard()
+    return result
+
+
+def _next_active(
+    active: list[list[ClaimedEvent]], depth: int, errors: dict[int, BaseException], result: _Publication
+) -> list[list[ClaimedEvent]]:
+    """The runs that go on to the next round; a failed event ends its run, whose rest stays unsent."""
+    still_active = []
+    for run in active:
+        event = run[depth]
+        if event.pk in errors:
+            result.failures[event.pk] = _describe(errors[event.pk])
+            result.unsent.extend(e.pk for e in run[depth + 1 :])
+        elif len(run) > depth + 1:
+            still_active.append(run)
+    return still_active
 
 
 # --- mark ---------------------------------------------------------------------------------------

@@ -118,26 +118,24 @@ def _analyzes(queries: CaptureQueriesContext) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_slow_claim_refreshes_the_table_statistics_once_per_interval(
-    settings: Any, monkeypatch: Any
-) -> None:
+def test_a_slow_claim_refreshes_the_table_statistics_once_per_interval(settings: Any) -> None:
     # Statistics sampled mid-burst can make the claim's NOT EXISTS scan every pending row per
     # candidate; a slow claim makes the relay resample them. Every claim counts as slow here.
-    monkeypatch.setattr(relay, "_statistics_refreshed_at", -float("inf"))
+    statistics = relay.StatisticsRefresher()
     insert_outbox_events(orders=3, versions=1)
     settings.OUTBOX_SLOW_CLAIM_SECONDS = 1.0
     with CaptureQueriesContext(connection) as queries:
-        assert len(claim_batch(relay_id="A", batch_size=1)) == 1
+        assert len(claim_batch(relay_id="A", batch_size=1, statistics=statistics)) == 1
     assert _analyzes(queries) == 0, "a fast claim left the statistics alone"
 
     settings.OUTBOX_SLOW_CLAIM_SECONDS = 0.0
     with CaptureQueriesContext(connection) as queries:
-        assert len(claim_batch(relay_id="A", batch_size=1)) == 1
-        assert len(claim_batch(relay_id="A", batch_size=1)) == 1
+        assert len(claim_batch(relay_id="A", batch_size=1, statistics=statistics)) == 1
+        assert len(claim_batch(relay_id="A", batch_size=1, statistics=statistics)) == 1
     assert _analyzes(queries) == 1, "refreshed once, then not again within the interval"
 
-    monkeypatch.setattr(relay, "_statistics_refreshed_at", -float("inf"))
+    statistics = relay.StatisticsRefresher()
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         # ANALYZE TABLE would commit the caller's transaction: never inside one.
-        assert claim_batch(relay_id="B", batch_size=10) == []
+        assert claim_batch(relay_id="B", batch_size=10, statistics=statistics) == []
     assert _analyzes(queries) == 0
