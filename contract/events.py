@@ -66,7 +66,7 @@ class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     total_amount: Money
     currency: Text
     items_count: UInt32  # the total quantity over all items
-    items: tuple[OrderItem, ...]
+    items: list[OrderItem]
     payment: Payment
     created_at: Timestamp
     updated_at: Timestamp

@@ -45,7 +45,7 @@ class AnalyticsRow(msgspec.Struct, frozen=True, kw_only=True):
     event_type: EventType
     deleted_at: Timestamp | None
     is_deleted: bool  # true exactly when deleted_at is set
-    items: tuple[OrderItem, ...]
+    items: list[OrderItem]
 
     def __post_init__(self) -> None:
         if not DATE_RANGE[0] <= self.order_date <= DATE_RANGE[1]:

@@ -28,7 +28,7 @@ def order_snapshot(order: Order) -> dict[str, Any]:
         total_amount=money(order.total_amount),
         currency=order.currency,
         items_count=sum(item.quantity for item in items),
-        items=tuple(
+        items=[
             OrderItem(
                 product_id=item.product_id,
                 sku=item.sku,
@@ -38,7 +38,7 @@ def order_snapshot(order: Order) -> dict[str, Any]:
                 line_total=money(item.line_total),
             )
             for item in items
-        ),
+        ],
         payment=Payment(method=payment.method, status=payment.status, amount=money(payment.amount)),
         created_at=order.created_at,
         updated_at=order.updated_at,

@@ -189,12 +189,12 @@ def test_a_row_reads_back_from_clickhouse_exactly_as_the_sink_wrote_it(
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     created = midnight - timedelta(microseconds=876544)  # 23:59:59.123456 the day before
     deleted = midnight + timedelta(seconds=1, microseconds=7)
-    items = (
+    items = [
         OrderItem(product_id=3, sku='S"1', product_name="Tasse \\ “Ø” 🍵", quantity=2,
                   unit_price="10.05", line_total="20.10"),
         OrderItem(product_id=9, sku="S-9", product_name="Plate", quantity=1,
                   unit_price="0.99", line_total="0.99"),
-    )  # fmt: skip
+    ]  # fmt: skip
     row = AnalyticsRow(
         schema_version=1, order_id=77, user_id=5, user_email="zoë+'x'@example.com", order_date=created.date(),
         total_amount="21.09", items_count=3, status="CANCELLED", payment_method="PAYPAL",
