@@ -90,7 +90,7 @@ test: setup services-start ## run the whole test suite against the real local se
 lint: python ## ruff (lint + format check) and mypy --strict on consumers/
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy consumers contract
+	@$(VENV)/bin/mypy consumers contract environment
 
 # --- operations: the seed's targets, on the compose stack or the local stack --------------------
 # STACK=compose drives docker-compose.yml; STACK=local the services of scripts/services.sh, with

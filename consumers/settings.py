@@ -1,44 +1,14 @@
 """One typed settings object for every consumer role, read from the same environment variables as
-backend/settings/base.py, with the same local defaults."""
+backend/settings/base.py, with the same local defaults (both from the `environment` package)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parent.parent
+import environment
+from environment import Env, SettingsError, env_float, env_int, env_str
 
-
-class SettingsError(ValueError):
-    """An environment variable holds a value the consumers cannot use."""
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name, "").strip() or str(default)
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip() or str(default)
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _str(env: Mapping[str, str], name: str, default: str) -> str:
-    return env.get(name, "").strip() or default
+__all__ = ["ConsumerSettings", "SettingsError"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,24 +33,22 @@ class ConsumerSettings:
     session_timeout_ms: int = 45_000
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ConsumerSettings:
-        env = os.environ if env is None else env
-        var_dir = Path(_str(env, "VAR_DIR", str(REPO_DIR / "var")))
-        servers = _str(env, "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094")
-        order_events = _str(env, "ORDER_EVENTS_TOPIC", "order.events")
-        analytics = _str(env, "ANALYTICS_TOPIC", "orders_analytics")
+    def from_env(cls, env: Env | None = None) -> ConsumerSettings:
+        order_events = env_str("ORDER_EVENTS_TOPIC", environment.ORDER_EVENTS_TOPIC, env)
+        analytics = env_str("ANALYTICS_TOPIC", environment.ANALYTICS_TOPIC, env)
+        dlq = environment.DLQ_SUFFIX
         return cls(
-            kafka_bootstrap_servers=[s.strip() for s in servers.split(",") if s.strip()],
+            kafka_bootstrap_servers=environment.kafka_bootstrap_servers(env),
             order_events_topic=order_events,
             analytics_topic=analytics,
-            order_events_dlq_topic=_str(env, "ORDER_EVENTS_DLQ_TOPIC", f"{order_events}.dlq"),
-            analytics_dlq_topic=_str(env, "ANALYTICS_DLQ_TOPIC", f"{analytics}.dlq"),
-            transformer_group_id=_str(env, "TRANSFORMER_GROUP_ID", "analytics-transformer"),
-            sink_group_id=_str(env, "SINK_GROUP_ID", "clickhouse-sink"),
-            clickhouse_url=_str(env, "CLICKHOUSE_URL", f"chdb://{var_dir / 'chdb'}"),
-            clickhouse_database=_str(env, "CLICKHOUSE_DATABASE", "analytics"),
-            batch_size=_int(env, "CONSUMER_BATCH_SIZE", 10_000),
-            batch_seconds=_float(env, "CONSUMER_BATCH_SECONDS", 1.0),
-            min_write_interval=_float(env, "CONSUMER_MIN_WRITE_INTERVAL", 0.2),
-            session_timeout_ms=_int(env, "CONSUMER_SESSION_TIMEOUT_MS", 45_000, minimum=6000),
+            order_events_dlq_topic=env_str("ORDER_EVENTS_DLQ_TOPIC", f"{order_events}{dlq}", env),
+            analytics_dlq_topic=env_str("ANALYTICS_DLQ_TOPIC", f"{analytics}{dlq}", env),
+            transformer_group_id=env_str("TRANSFORMER_GROUP_ID", "analytics-transformer", env),
+            sink_group_id=env_str("SINK_GROUP_ID", "clickhouse-sink", env),
+            clickhouse_url=environment.clickhouse_url(env),
+            clickhouse_database=env_str("CLICKHOUSE_DATABASE", environment.CLICKHOUSE_DATABASE, env),
+            batch_size=env_int("CONSUMER_BATCH_SIZE", 10_000, env, minimum=1),
+            batch_seconds=env_float("CONSUMER_BATCH_SECONDS", 1.0, env, positive=True),
+            min_write_interval=env_float("CONSUMER_MIN_WRITE_INTERVAL", 0.2, env, positive=True),
+            session_timeout_ms=env_int("CONSUMER_SESSION_TIMEOUT_MS", 45_000, env, minimum=6000),
         )

@@ -16,7 +16,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-DLQ_SUFFIX = ".dlq"
+from environment import DLQ_SUFFIX
 
 # role -> extra topic configs. The analytics topic is compacted by order id: it keeps the latest
 # row of every order (a deleted order's delete row) for good, so ClickHouse can be rebuilt from it

@@ -6,17 +6,12 @@ fresh checkout runs without any configuration. README.md lists every variable.
 
 from pathlib import Path
 
-from backend.settings.env import (
-    database_from_url,
-    env_bool,
-    env_float,
-    env_int,
-    env_list,
-    env_str,
-)
+import environment
+from backend.settings.env import database_from_url
+from environment import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = environment.var_dir()
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-local-development-key-change-me-in-production")
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -64,11 +59,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": database_from_url(
-        env_str("DATABASE_URL", "mysql://ecommerce:ecommerce@127.0.0.1:3306/ecommerce")
-    )
-}
+DATABASES = {"default": database_from_url(env_str("DATABASE_URL", environment.DATABASE_URL))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Requests larger than this are refused with 400 before any JSON parsing.
@@ -95,20 +86,18 @@ LOGGING = {
 }
 
 # --- Kafka -------------------------------------------------------------------------------------
-KAFKA_BOOTSTRAP_SERVERS = env_list(
-    "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
-)
-ORDER_EVENTS_TOPIC = env_str("ORDER_EVENTS_TOPIC", "order.events")
-ANALYTICS_TOPIC = env_str("ANALYTICS_TOPIC", "orders_analytics")
+KAFKA_BOOTSTRAP_SERVERS = environment.kafka_bootstrap_servers()
+ORDER_EVENTS_TOPIC = env_str("ORDER_EVENTS_TOPIC", environment.ORDER_EVENTS_TOPIC)
+ANALYTICS_TOPIC = env_str("ANALYTICS_TOPIC", environment.ANALYTICS_TOPIC)
 KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3)
 
 # --- ClickHouse --------------------------------------------------------------------------------
 # http(s)://user:password@host:port for a ClickHouse server, or chdb:///path for in-process chDB.
-CLICKHOUSE_URL = env_str("CLICKHOUSE_URL", f"chdb://{VAR_DIR / 'chdb'}")
-CLICKHOUSE_DATABASE = env_str("CLICKHOUSE_DATABASE", "analytics")
+CLICKHOUSE_URL = environment.clickhouse_url()
+CLICKHOUSE_DATABASE = env_str("CLICKHOUSE_DATABASE", environment.CLICKHOUSE_DATABASE)
 
 # --- Celery and the outbox relay ---------------------------------------------------------------
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", environment.CELERY_BROKER_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
