@@ -16,6 +16,7 @@ COPY backend ./backend
 COPY orders ./orders
 COPY outbox ./outbox
 COPY consumers ./consumers
+COPY warehouse ./warehouse
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 
@@ -41,12 +42,12 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app
 WORKDIR /app
 COPY manage.py ./
-COPY scripts ./scripts
 COPY backend ./backend
 COPY orders ./orders
 COPY outbox ./outbox
 COPY analytics ./analytics
 COPY consumers ./consumers
+COPY warehouse ./warehouse
 
 USER 10001:10001
 EXPOSE 8000

@@ -14,7 +14,8 @@ import time
 from functools import partial
 
 from consumers.bench_views import DB, VIEWS, load, refresh, timed
-from consumers.clickhouse import connect, migrate
+from warehouse.client import connect
+from warehouse.schema import migrate
 
 
 def measure(orders: int, runs: int) -> dict[str, object]:

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from consumers.clickhouse import ClickHouseClient, connect, migrate
+from warehouse.client import ClickHouseClient, connect
+from warehouse.schema import migrate
 
 VIEWS = ["daily_sales", "hourly_sales", "order_status", "user_analytics", "top_products"]
 DB = "analytics"

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from consumers.clickhouse import migrate
 from consumers.events import decode_event
 from consumers.rows import encode_row, transform
 from consumers.sink import build_sink
@@ -38,6 +37,7 @@ from tests.consumers.kafka_helpers import (
     produce,
     read_topic,
 )
+from warehouse.schema import migrate
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from consumers.clickhouse import migrate
 from consumers.events import OrderItem, decode_event
 from consumers.rows import AnalyticsRow, transform
 from consumers.sink import ORDER_COLUMNS, ClickHouseWriter, id_condition, order_json_line
@@ -20,6 +19,7 @@ from tests.consumers.factories import (
     kafka_value,
     refresh_views,
 )
+from warehouse.schema import migrate
 
 
 def rows_of(events: list[dict[str, Any]]) -> list[Any]:

@@ -8,7 +8,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from consumers.clickhouse import migrate
 from consumers.events import decode_event
 from consumers.rows import encode_row, transform
 from consumers.sink import build_sink
@@ -20,6 +19,7 @@ from tests.consumers.kafka_helpers import (
     fully_committed,
     produce,
 )
+from warehouse.schema import migrate
 
 
 class ClickHouseDown(ConnectionError):

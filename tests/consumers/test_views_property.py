@@ -13,7 +13,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.clickhouse import migrate
 from consumers.events import ORDER_STATUSES, decode_event
 from consumers.rows import transform
 from consumers.sink import ClickHouseWriter
@@ -26,6 +25,7 @@ from tests.consumers.factories import (
     kafka_value,
     refresh_views,
 )
+from warehouse.schema import migrate
 
 STATUSES = sorted(ORDER_STATUSES)
 PRICES = [Decimal("1.50"), Decimal("9.99"), Decimal("20.00")]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-logger = logging.getLogger("consumers.chdb_gateway")
+logger = logging.getLogger("warehouse.chdb_gateway")
 
 # INSERT INTO db.table [(a, b)] FORMAT Fmt — its data follows: after a newline in the same body
 # (ClickHouse's own convention), or as the whole body when the statement is the `query` parameter.
@@ -241,7 +241,7 @@ class ChdbGateway:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m consumers chdb-gateway",
+        prog="python -m warehouse chdb-gateway",
         description="Serve a chDB data directory over ClickHouse's HTTP interface on 127.0.0.1.",
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="the chDB data directory to own")

@@ -27,7 +27,7 @@ def _free_port() -> int:
 
 
 def _gateway_command(data_dir: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "consumers.chdb_gateway", "--data-dir", str(data_dir), "--port", str(port)]
+    return [sys.executable, "-m", "warehouse.chdb_gateway", "--data-dir", str(data_dir), "--port", str(port)]
 
 
 def _wait_for_ping(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
