@@ -15,7 +15,11 @@ COPY pyproject.toml README.md ./
 COPY backend ./backend
 COPY orders ./orders
 COPY outbox ./outbox
+COPY analytics ./analytics
 COPY consumers ./consumers
+COPY contract ./contract
+COPY environment ./environment
+COPY warehouse ./warehouse
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 
@@ -41,12 +45,14 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app
 WORKDIR /app
 COPY manage.py ./
-COPY scripts ./scripts
 COPY backend ./backend
 COPY orders ./orders
 COPY outbox ./outbox
 COPY analytics ./analytics
 COPY consumers ./consumers
+COPY contract ./contract
+COPY environment ./environment
+COPY warehouse ./warehouse
 
 USER 10001:10001
 EXPOSE 8000

@@ -87,10 +87,10 @@ test: setup services-start ## run the whole test suite against the real local se
 	@$(PY) -m pytest
 
 .PHONY: lint
-lint: python ## ruff (lint + format check) and mypy --strict on consumers/
+lint: python ## ruff (lint + format check) and mypy --strict on consumers/, contract/, environment/ and warehouse/
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy consumers contract environment
+	@$(VENV)/bin/mypy consumers contract environment warehouse
 
 # --- operations: the seed's targets, on the compose stack or the local stack --------------------
 # STACK=compose drives docker-compose.yml; STACK=local the services of scripts/services.sh, with
@@ -196,7 +196,7 @@ init-db: migrate
 mysql-shell: python
 	@$(PY) manage.py dbshell
 clickhouse-shell: python
-	@$(PY) scripts/clickhouse_shell.py $(if $(QUERY),-q "$(QUERY)")
+	@$(PY) -m warehouse shell $(if $(QUERY),-q "$(QUERY)")
 
 .PHONY: up-connect clean register-connector connector-status kafka-ui grafana
 up-connect:

@@ -25,8 +25,8 @@ from analytics.schemas import (
     UserListOut,
     UserStatsOut,
 )
-from backend.errors import InvalidInput, NotFound
-from orders.schemas import MAX_ID, ErrorOut
+from backend.errors import ErrorOut, InvalidInput, NotFound
+from orders.schemas import MAX_ID
 
 router = Router(tags=["analytics"])
 ERRORS = {422: ErrorOut, 503: ErrorOut}

@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 
 from backend.errors import AppError
-from consumers.clickhouse import ClickHouseClient, check_identifier, connect
+from warehouse.client import ClickHouseClient, check_identifier, connect
 
 _local = threading.local()
 

@@ -1,5 +1,5 @@
 """Reads of the analytics API. Every query reads one of the refreshable views of
-scripts/init-clickhouse.sql (exact, at most one 5-second refresh behind the table); none of them
+warehouse/schema.sql (exact, at most one 5-second refresh behind the table); none of them
 sees a deleted order."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ MB = 1024 * 1024
 
 # (role, words that must all appear in the command line), first match wins.
 ROLE_PATTERNS: list[tuple[str, tuple[str, ...]]] = [
-    ("chdb-gateway", ("consumers", "chdb-gateway")),
+    ("chdb-gateway", ("warehouse", "chdb-gateway")),
     ("sink", ("consumers", "sink")),
     ("transformer", ("consumers", "transformer")),
     ("celery-beat", ("celery", "beat")),

@@ -89,7 +89,7 @@ def wait_until(what: str, check: object, timeout: float, process: Process | None
 def gateway_start(env: dict[str, str], var_dir: Path, port: int, log_dir: Path) -> Process:
     gateway = python_role(
         "chdb-gateway",
-        ["-m", "consumers", "chdb-gateway", "--data-dir", str(var_dir / "chdb"), "--port", str(port)],
+        ["-m", "warehouse", "chdb-gateway", "--data-dir", str(var_dir / "chdb"), "--port", str(port)],
         env,
         log_dir,
     )

@@ -2,13 +2,13 @@
 
     python -m consumers transformer      # order.events → orders_analytics
     python -m consumers sink             # orders_analytics → ClickHouse
-    python -m consumers migrate          # apply scripts/init-clickhouse.sql (idempotent)
+    python -m consumers migrate          # apply the ClickHouse schema, warehouse/schema.sql (idempotent)
     python -m consumers purge            # remove every version of orders deleted > 7 days ago
     python -m consumers query "SQL"...   # run queries in one process, print tab-separated rows
-    python -m consumers chdb-gateway --data-dir var/chdb [--port 8123]   # serve chDB over HTTP
 
 Configuration comes from environment variables (consumers/settings.py, README "Configuration").
 SIGTERM/SIGINT stop a consumer after its current step; an unfinished batch is left uncommitted.
+The chDB gateway and the SQL shell are ClickHouse's own: `python -m warehouse`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import threading
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from kafka.errors import KafkaError
 
-from consumers.clickhouse import connect, migrate, query_rows
 from consumers.runner import stop_on_signals
 from consumers.settings import ConsumerSettings, SettingsError
+from warehouse.client import connect, query_rows
+from warehouse.schema import migrate
 
 
 def _run_consumer(role: str, settings: ConsumerSettings) -> None:
@@ -44,13 +45,6 @@ def _run_consumer(role: str, settings: ConsumerSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_in = sys.argv[1:] if argv is None else argv
-    if args_in[:1] == ["chdb-gateway"]:
-        # The gateway has its own options and logging; it owns the chDB directory (README).
-        from consumers import chdb_gateway
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return chdb_gateway.main(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m consumers", description="Run a consumer role.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("transformer", help="order.events → orders_analytics")
@@ -59,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("purge", help="remove every stored version of orders deleted more than 7 days ago")
     query = sub.add_parser("query", help="run SQL statements in order and print their rows")
     query.add_argument("sql", nargs="+")
-    sub.add_parser("chdb-gateway", help="serve a chDB directory over ClickHouse's HTTP interface")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -21,15 +21,15 @@ from datetime import UTC, datetime, timedelta
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
-from consumers.clickhouse import SYNC_INSERT_SETTINGS, ClickHouseClient, check_identifier, connect
 from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
 from consumers.retry import with_retries
 from consumers.runner import BatchingConsumer
 from consumers.settings import ConsumerSettings
 from contract.rows import ORDER_COLUMNS, AnalyticsRow, clickhouse_line, decode_row
+from warehouse.client import SYNC_INSERT_SETTINGS, ClickHouseClient, check_identifier, connect
 
 TOMBSTONE_COLUMNS = ("order_id", "deleted_at", "version")
-DELETED_ORDER_TTL = timedelta(days=7)  # as in scripts/init-clickhouse.sql
+DELETED_ORDER_TTL = timedelta(days=7)  # as in warehouse/schema.sql
 PURGE_INTERVAL_SECONDS = 3600.0
 # Batch ids closer than this are looked up as one range of tombstones (see id_condition).
 TOMBSTONE_RANGE_GAP = 16

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from ninja import Header, Path, Query, Router
 from ninja.responses import Status
 
+from backend.errors import ErrorOut
 from orders import selectors, services
 from orders.auth import ADMIN_ID_HEADER, admin_auth, admin_identity, require_staff
 from orders.models import Customer, Product
@@ -19,7 +20,6 @@ from orders.schemas import (
     CustomerIn,
     CustomerOut,
     CustomerPageOut,
-    ErrorOut,
     OrderIn,
     OrderOut,
     OrderPageOut,

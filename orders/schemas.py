@@ -4,7 +4,7 @@ docs/events.md, so the API and the events describe an order the same way."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from ninja import Field, Schema
 from pydantic import ConfigDict, StringConstraints
@@ -24,20 +24,6 @@ class StrictIn(Schema):
     # Unknown fields are refused rather than ignored: a client sending "total_amount" should learn
     # that the server computes it.
     model_config = ConfigDict(extra="forbid")
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-
-class ErrorDetail(Schema):
-    code: str
-    message: str
-    field: str | None = None
-    details: Any = None
-
-
-class ErrorOut(Schema):
-    error: ErrorDetail
 
 
 # --- pagination ---------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def role_commands(config: Config) -> dict[str, list[str]]:
     queue = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "") or "celery"
     return {
         "chdb-gateway": [
-            py, "-m", "consumers", "chdb-gateway",
+            py, "-m", "warehouse", "chdb-gateway",
             "--data-dir", str(config.var_dir / "chdb"), "--port", str(config.clickhouse_port),
         ],
         "sink": [py, "-m", "consumers", "sink"],

@@ -129,7 +129,7 @@ def admin_headers() -> dict[str, str]:
 
 
 def clickhouse() -> Any:
-    from consumers.clickhouse import connect
+    from warehouse.client import connect
 
     try:
         return connect(clickhouse_url())

@@ -116,7 +116,7 @@ def clickhouse_database(clickhouse_client: Any) -> Iterator[str]:
 def analytics_schema(clickhouse_client: Any) -> str:
     """The analytics schema in settings.CLICKHOUSE_DATABASE, for code that reads ClickHouse
     through settings (the analytics API) rather than through a fixture's client."""
-    from consumers.clickhouse import migrate
+    from warehouse.schema import migrate
 
     migrate(clickhouse_client, settings.CLICKHOUSE_DATABASE)
     return str(settings.CLICKHOUSE_DATABASE)

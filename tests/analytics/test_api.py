@@ -11,11 +11,11 @@ import pytest
 from django.test import Client
 
 from analytics import clickhouse as analytics_clickhouse
-from consumers.clickhouse import migrate
 from consumers.sink import ClickHouseWriter
 from consumers.transformer import transform
 from contract.events import decode_envelope
 from tests.consumers.factories import base_order, history, kafka_value, refresh_views
+from warehouse.schema import migrate
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from consumers.clickhouse import migrate
 from consumers.sink import build_sink
 from consumers.transformer import transform
 from contract.events import decode_envelope
@@ -39,6 +38,7 @@ from tests.consumers.kafka_helpers import (
     produce,
     read_topic,
 )
+from warehouse.schema import migrate
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from consumers.clickhouse import migrate
 from consumers.sink import build_sink
 from consumers.transformer import build_transformer
 from tests.consumers.factories import actual_views, base_order, expected_views, history, refresh_views
@@ -23,6 +22,7 @@ from tests.consumers.kafka_helpers import (
     produce,
     read_topic,
 )
+from warehouse.schema import migrate
 
 
 def order_histories() -> list[list[dict[str, Any]]]:

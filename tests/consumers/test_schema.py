@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from consumers.clickhouse import migrate
 from consumers.sink import ClickHouseWriter, id_condition
 from consumers.transformer import transform
 from contract.events import OrderItem, decode_envelope
@@ -21,6 +20,7 @@ from tests.consumers.factories import (
     kafka_value,
     refresh_views,
 )
+from warehouse.schema import migrate
 
 
 def rows_of(events: list[dict[str, Any]]) -> list[Any]:

@@ -8,7 +8,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from consumers.clickhouse import migrate
 from consumers.sink import build_sink
 from consumers.transformer import transform
 from contract.events import decode_envelope
@@ -21,6 +20,7 @@ from tests.consumers.kafka_helpers import (
     fully_committed,
     produce,
 )
+from warehouse.schema import migrate
 
 
 class ClickHouseDown(ConnectionError):

@@ -13,7 +13,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.clickhouse import migrate
 from consumers.sink import ClickHouseWriter
 from consumers.transformer import transform
 from contract.events import decode_envelope
@@ -27,6 +26,7 @@ from tests.consumers.factories import (
     kafka_value,
     refresh_views,
 )
+from warehouse.schema import migrate
 
 STATUSES = sorted(OrderStatus)
 PRICES = [Decimal("1.50"), Decimal("9.99"), Decimal("20.00")]

@@ -11,10 +11,10 @@ import msgspec
 import orjson
 import pytest
 
-from consumers.clickhouse import migrate
 from contract.events import Envelope, OrderItem, OrderSnapshot, Payment
 from contract.rows import ORDER_COLUMNS, AnalyticsRow
 from contract.types import EventType, OrderStatus, PaymentMethod, PaymentStatus
+from warehouse.schema import migrate
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
 

@@ -66,9 +66,15 @@ def bind_mounts(service: dict[str, Any]) -> list[str]:
 
 
 def env_names_read_by_the_app() -> set[str]:
-    """Every environment variable the Django settings and the consumers' settings read."""
+    """Every environment variable the Django settings, the consumers' settings and the shared
+    defaults (environment/) read."""
     pattern = re.compile(r"\b(?:env_[a-z]+|_int|_str|_float)\(\s*(?:env,\s*)?\"([A-Z][A-Z0-9_]*)\"")
     names: set[str] = set()
-    for path in [*(REPO_DIR / "backend" / "settings").glob("*.py"), REPO_DIR / "consumers" / "settings.py"]:
+    sources = [
+        *(REPO_DIR / "backend" / "settings").glob("*.py"),
+        REPO_DIR / "consumers" / "settings.py",
+        REPO_DIR / "environment" / "__init__.py",
+    ]
+    for path in sources:
         names |= set(pattern.findall(path.read_text()))
     return names

@@ -16,10 +16,6 @@ import pytest
 
 from tests.ops.compose_stack import REPO_DIR
 
-sys.path.insert(0, str(REPO_DIR / "scripts"))
-
-import clickhouse_shell
-
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -35,7 +31,7 @@ def gateway_url(tmp_path: Path) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "consumers.chdb_gateway",
+            "warehouse.chdb_gateway",
             "--data-dir",
             str(tmp_path / "chdb"),
             "--port",
@@ -74,16 +70,6 @@ def shell(url: str, *make_args: str, stdin: str | None = None) -> subprocess.Com
         text=True,
         timeout=60,
     )
-
-
-def test_statements_split_on_semicolons_outside_quotes() -> None:
-    text = "SELECT 'a;b'; SELECT `x;y` FROM t;\n\n ; SELECT 3"
-    assert list(clickhouse_shell.statements(text)) == ["SELECT 'a;b'", "SELECT `x;y` FROM t", "SELECT 3"]
-
-
-def test_a_chdb_url_means_the_local_gateway() -> None:
-    assert clickhouse_shell.server_url({"CLICKHOUSE_URL": "chdb:///var/chdb"}) == "http://127.0.0.1:8123"
-    assert clickhouse_shell.server_url({"CLICKHOUSE_URL": "http://h:8123"}) == "http://h:8123"
 
 
 def test_make_clickhouse_shell_runs_queries_through_the_gateway(gateway_url: str) -> None:

@@ -1,6 +1,6 @@
 """Runs every SQL panel of the Grafana dashboards against real engines loaded with generated data:
-ClickHouse panels against chDB with the project's DDL (scripts/init-clickhouse.sql, applied by the
-consumers' migration), MySQL panels against the MariaDB test database with the outbox table from
+ClickHouse panels against chDB with the project's DDL (warehouse/schema.sql, applied by the
+warehouse migration), MySQL panels against the MariaDB test database with the outbox table from
 the Django migrations. Each panel must return the columns it is built around, with rows, and the
 headline numbers must equal what the generated data says."""
 
@@ -17,9 +17,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from consumers.clickhouse import migrate
 from outbox.models import OutboxEvent, OutboxStatus
 from tests.ops.grafana_queries import PanelQuery, panel_queries, render_clickhouse, render_mysql
+from warehouse.schema import migrate
 
 # The columns each panel is built around (field names in its overrides, legends and tables).
 EXPECTED_COLUMNS: dict[tuple[str, int], list[str]] = {

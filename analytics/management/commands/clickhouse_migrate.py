@@ -1,4 +1,4 @@
-"""Applies the ClickHouse schema (scripts/init-clickhouse.sql) idempotently, through the same code
+"""Applies the ClickHouse schema (warehouse/schema.sql) idempotently, through the same code
 the consumers use: `python manage.py clickhouse_migrate [--database NAME]`."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consumers.clickhouse import connect, migrate
+from warehouse.client import connect
+from warehouse.schema import migrate
 
 
 class Command(BaseCommand):

@@ -8,7 +8,9 @@ import time
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.core.validators import validate_email
 
+from orders.management.commands.generate_data import FIRST_NAMES, LAST_NAMES, ascii_slug
 from orders.models import Customer, Order, Product
 from outbox.models import OutboxEvent
 
@@ -44,10 +46,6 @@ def test_bad_arguments_are_refused(option: str, value: float) -> None:
 
 
 def test_every_generated_email_is_valid_even_for_accented_names() -> None:
-    from django.core.validators import validate_email
-
-    from analytics.management.commands.generate_data import FIRST_NAMES, LAST_NAMES, ascii_slug
-
     for first in FIRST_NAMES:
         for last in LAST_NAMES:
             validate_email(f"{ascii_slug(first)}.{ascii_slug(last)}.abc1230@example.com")

@@ -1,10 +1,10 @@
 """An SQL shell on the analytics database over ClickHouse's HTTP interface, for `make
 clickhouse-shell` on the local stack: there ClickHouse is chDB, owned by the chDB gateway process
-(python -m consumers.chdb_gateway), which speaks that interface on 127.0.0.1:8123.
+(python -m warehouse chdb-gateway), which speaks that interface on 127.0.0.1:8123.
 
-    python scripts/clickhouse_shell.py                 interactive; statements end with ';'
-    python scripts/clickhouse_shell.py -q "SELECT 1"   one query
-    echo "SHOW TABLES;" | python scripts/clickhouse_shell.py
+    python -m warehouse shell                 interactive; statements end with ';'
+    python -m warehouse shell -q "SELECT 1"   one query
+    echo "SHOW TABLES;" | python -m warehouse shell
 
 CLICKHOUSE_URL chooses the server when it is http(s)://…; otherwise (chdb://…, the in-process
 default) the shell asks the gateway at http://127.0.0.1:8123. CLICKHOUSE_DATABASE (default
@@ -114,7 +114,9 @@ def batch(client: Any, text: str, stdout: TextIO) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="SQL shell on the analytics database (ClickHouse HTTP).")
+    parser = argparse.ArgumentParser(
+        prog="python -m warehouse shell", description="SQL shell on the analytics database (ClickHouse HTTP)."
+    )
     parser.add_argument("-q", "--query", help="run these statements and exit")
     args = parser.parse_args(argv)
     # The driver logs each failed request too; the shell reports it once, in its own words.
@@ -132,7 +134,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"connected to {url}, database {database}; end statements with ';', Ctrl-D quits")
         return interactive(client, sys.stdin, sys.stdout)
     return batch(client, sys.stdin.read(), sys.stdout)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,13 @@
 """The chDB gateway speaks enough of ClickHouse's HTTP interface for clickhouse-connect: queries,
 commands, inserts (every compression the client negotiates), errors with ClickHouse's codes, and
-the database parameter. It runs as a subprocess: the test process may own a chDB engine already."""
+the database parameter. It runs as a subprocess: the test process may own a chDB engine already.
+The request steps (body framing, routing, error mapping) are also checked on their own."""
 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import io
 import os
 import socket
 import subprocess
@@ -13,11 +16,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
+from email.message import Message
 from pathlib import Path
 
 import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
+
+from warehouse.chdb_gateway import GatewayError, engine_error_reply, read_body, run_request
 
 
 def _free_port() -> int:
@@ -27,7 +33,7 @@ def _free_port() -> int:
 
 
 def _gateway_command(data_dir: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "consumers.chdb_gateway", "--data-dir", str(data_dir), "--port", str(port)]
+    return [sys.executable, "-m", "warehouse.chdb_gateway", "--data-dir", str(data_dir), "--port", str(port)]
 
 
 def _wait_for_ping(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -122,3 +128,51 @@ def test_second_gateway_on_same_directory_fails_clearly(gateway: str, tmp_path: 
     )
     assert result.returncode == 1
     assert b"cannot open chDB" in result.stderr
+
+
+# --- the request steps, without a server ------------------------------------------------------
+
+
+class RecordingEngine:
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def execute(self, sql: str, *, database: str | None, output_format: str) -> bytes:
+        self.calls.append(("execute", sql, database, output_format))
+        return b"result"
+
+    def insert(self, target: str, data_format: str, data: bytes, *, database: str | None) -> None:
+        self.calls.append(("insert", target, data_format, data, database))
+
+
+def test_a_chunked_gzip_body_is_read_whole() -> None:
+    payload = gzip.compress(b"SELECT 1")
+    framed = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (payload[:5], payload[5:]))
+    headers = Message()
+    headers["Transfer-Encoding"] = "chunked"
+    headers["Content-Encoding"] = "gzip"
+    assert read_body(headers, io.BytesIO(framed + b"0\r\n\r\n")) == b"SELECT 1"
+
+
+def test_insert_data_after_the_statement_in_the_body_goes_to_the_engine_insert() -> None:
+    engine = RecordingEngine()
+    body = b"INSERT INTO shop.t (x) FORMAT Native\n\x01\x02"
+    assert run_request(engine, {"database": "shop"}, body) == b""  # type: ignore[arg-type]
+    assert engine.calls == [("insert", "shop.t (x)", "Native", b"\x01\x02", "shop")]
+
+
+def test_a_query_parameter_and_a_body_are_one_statement() -> None:
+    engine = RecordingEngine()
+    params = {"query": "SELECT", "default_format": "JSON"}
+    assert run_request(engine, params, b"1") == b"result"  # type: ignore[arg-type]
+    assert engine.calls == [("execute", "SELECT\n1", None, "JSON")]
+    with pytest.raises(GatewayError) as refused:
+        run_request(engine, {}, b"  ")  # type: ignore[arg-type]
+    assert refused.value.status == 400
+
+
+def test_engine_errors_keep_their_clickhouse_code() -> None:
+    status, body, headers = engine_error_reply(RuntimeError("Code: 60. DB::Exception: UNKNOWN_TABLE"))
+    assert (status, headers["X-ClickHouse-Exception-Code"]) == (404, "60")
+    assert body.endswith(b"UNKNOWN_TABLE\n")
+    assert engine_error_reply(RuntimeError("boom"))[0] == 500

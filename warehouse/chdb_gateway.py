@@ -27,12 +27,15 @@ import tempfile
 import threading
 import time
 import zlib
+from email.message import Message
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BufferedIOBase
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-logger = logging.getLogger("consumers.chdb_gateway")
+logger = logging.getLogger("warehouse.chdb_gateway")
 
 # INSERT INTO db.table [(a, b)] FORMAT Fmt — its data follows: after a newline in the same body
 # (ClickHouse's own convention), or as the whole body when the statement is the `query` parameter.
@@ -50,6 +53,7 @@ _CLIENT_ERROR_CODES = {
     81: 404,  # UNKNOWN_DATABASE
     164: 403,  # READONLY
 }
+_TEXT = {"Content-Type": "text/plain; charset=UTF-8"}
 
 
 class GatewayError(Exception):
@@ -122,100 +126,115 @@ class ChdbEngine:
         shutil.rmtree(self._spool, ignore_errors=True)
 
 
-def _handler_for(engine: ChdbEngine) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "chdb-gateway"
+def read_body(headers: Message, rfile: BufferedIOBase) -> bytes:
+    """The request body as sent: de-chunked or read to its Content-Length, then decompressed."""
+    if headers.get("Transfer-Encoding", "").lower() == "chunked":
+        chunks = []
+        while True:
+            size = int(rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                rfile.readline()  # the blank line after the last chunk
+                break
+            chunks.append(rfile.read(size))
+            rfile.readline()
+        body = b"".join(chunks)
+    else:
+        length = int(headers.get("Content-Length") or 0)
+        body = rfile.read(length) if length else b""
+    return _decompress(body, headers.get("Content-Encoding", ""))
 
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("%s " + format, self.client_address[0], *args)
 
-        def do_GET(self) -> None:
-            self._serve()
+def run_request(engine: ChdbEngine, params: dict[str, str], body: bytes) -> bytes:
+    """One ClickHouse request: an INSERT that carries data becomes an engine insert; anything else
+    is SQL text from the `query` parameter and/or the body, answered in `default_format`."""
+    query = params.get("query", "")
+    database = params.get("database") or None
+    if query:
+        insert, data = _INSERT_WITH_DATA.match(query.encode()), body
+    else:
+        insert = _INSERT_WITH_DATA.match(body)
+        data = body[insert.end() :] if insert else b""
+    if insert and data:
+        engine.insert(insert["target"].decode(), insert["format"].decode(), data, database=database)
+        return b""
+    sql = f"{query}\n{body.decode()}" if query and body else query or body.decode()
+    if not sql.strip():
+        raise GatewayError(400, "empty query: send it in the body or the `query` parameter")
+    output_format = params.get("default_format") or "TabSeparated"
+    return engine.execute(sql, database=database, output_format=output_format)
 
-        def do_POST(self) -> None:
-            self._serve()
 
-        def _read_body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
-                while True:
-                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                    if size == 0:
-                        self.rfile.readline()  # the blank line after the last chunk
-                        break
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-                body = b"".join(chunks)
-            else:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-            return _decompress(body, self.headers.get("Content-Encoding", ""))
+def result_headers(params: dict[str, str], query_id: str) -> dict[str, str]:
+    return {
+        "Content-Type": "application/octet-stream",
+        "X-ClickHouse-Format": params.get("default_format") or "TabSeparated",
+        "X-ClickHouse-Timezone": "UTC",
+        "X-ClickHouse-Query-Id": query_id,
+        "X-ClickHouse-Summary": '{"read_rows":"0","written_rows":"0"}',
+    }
 
-        def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def _serve(self) -> None:
-            url = urlparse(self.path)
-            if url.path in {"/ping", "/replicas_status"}:
-                self._reply(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
-                return
-            if url.path not in {"", "/"}:
-                self._reply(404, f"unknown path {url.path}\n".encode())
-                return
-            params = dict(parse_qsl(url.query, keep_blank_values=True))
-            query_id = params.get("query_id") or ""
-            started = time.perf_counter()
-            try:
-                self._reply(200, self._run(params), self._headers(params, query_id))
-            except GatewayError as exc:
-                self._reply(exc.status, f"{exc}\n".encode(), {"Content-Type": "text/plain; charset=UTF-8"})
-            except Exception as exc:  # the engine's own errors, reported as ClickHouse does
-                message = str(exc)
-                match = _ERROR_CODE.search(message)
-                code = int(match.group(1)) if match else 1000
-                self._reply(
-                    _CLIENT_ERROR_CODES.get(code, 500),
-                    f"{message}\n".encode(),
-                    {"Content-Type": "text/plain; charset=UTF-8", "X-ClickHouse-Exception-Code": str(code)},
-                )
-            finally:
-                logger.debug("query %s took %.1f ms", query_id, (time.perf_counter() - started) * 1000)
+def engine_error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]]:
+    """An error of the engine as ClickHouse reports it: its code in a header, 4xx or 500."""
+    message = str(exc)
+    match = _ERROR_CODE.search(message)
+    code = int(match.group(1)) if match else 1000
+    headers = {**_TEXT, "X-ClickHouse-Exception-Code": str(code)}
+    return _CLIENT_ERROR_CODES.get(code, 500), f"{message}\n".encode(), headers
 
-        def _run(self, params: dict[str, str]) -> bytes:
-            query = params.get("query", "")
-            body = self._read_body() if self.command == "POST" else b""
-            database = params.get("database") or None
-            output_format = params.get("default_format") or "TabSeparated"
-            insert = _INSERT_WITH_DATA.match(query.encode()) if query else _INSERT_WITH_DATA.match(body)
-            if insert and (body if query else body[insert.end() :]):
-                data = body if query else body[insert.end() :]
-                target, data_format = insert["target"].decode(), insert["format"].decode()
-                engine.insert(target, data_format, data, database=database)
-                return b""
-            if query and body:
-                query = f"{query}\n{body.decode()}"
-            elif body:
-                query = body.decode()
-            if not query.strip():
-                raise GatewayError(400, "empty query: send it in the body or the `query` parameter")
-            return engine.execute(query, database=database, output_format=output_format)
 
-        def _headers(self, params: dict[str, str], query_id: str) -> dict[str, str]:
-            return {
-                "Content-Type": "application/octet-stream",
-                "X-ClickHouse-Format": params.get("default_format") or "TabSeparated",
-                "X-ClickHouse-Timezone": "UTC",
-                "X-ClickHouse-Query-Id": query_id,
-                "X-ClickHouse-Summary": '{"read_rows":"0","written_rows":"0"}',
-            }
+class GatewayHandler(BaseHTTPRequestHandler):
+    """The HTTP side of one request: route by path, answer queries through `run_request`.
 
-    return Handler
+    The engine comes in as a keyword argument (bind it with functools.partial), as
+    SimpleHTTPRequestHandler takes its `directory`: the base class handles the request inside
+    __init__, so it must be set before."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "chdb-gateway"
+
+    def __init__(self, *args: Any, engine: ChdbEngine, **kwargs: Any) -> None:
+        self.engine = engine
+        super().__init__(*args, **kwargs)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s " + format, self.client_address[0], *args)
+
+    def do_GET(self) -> None:
+        self._route()
+
+    def do_POST(self) -> None:
+        self._route()
+
+    def _route(self) -> None:
+        url = urlparse(self.path)
+        if url.path in {"/ping", "/replicas_status"}:
+            self._reply(200, b"Ok.\n", _TEXT)
+        elif url.path in {"", "/"}:
+            self._answer(dict(parse_qsl(url.query, keep_blank_values=True)))
+        else:
+            self._reply(404, f"unknown path {url.path}\n".encode())
+
+    def _answer(self, params: dict[str, str]) -> None:
+        query_id = params.get("query_id") or ""
+        started = time.perf_counter()
+        try:
+            body = read_body(self.headers, self.rfile) if self.command == "POST" else b""
+            self._reply(200, run_request(self.engine, params, body), result_headers(params, query_id))
+        except GatewayError as exc:
+            self._reply(exc.status, f"{exc}\n".encode(), _TEXT)
+        except Exception as exc:  # the engine's own errors, reported as ClickHouse does
+            self._reply(*engine_error_reply(exc))
+        finally:
+            logger.debug("query %s took %.1f ms", query_id, (time.perf_counter() - started) * 1000)
+
+    def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class ChdbGateway:
@@ -223,7 +242,7 @@ class ChdbGateway:
 
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 8123) -> None:
         self.engine = ChdbEngine(data_dir)
-        self.server = ThreadingHTTPServer((host, port), _handler_for(self.engine))
+        self.server = ThreadingHTTPServer((host, port), partial(GatewayHandler, engine=self.engine))
         self.server.daemon_threads = True
 
     @property
@@ -241,7 +260,7 @@ class ChdbGateway:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m consumers chdb-gateway",
+        prog="python -m warehouse chdb-gateway",
         description="Serve a chDB data directory over ClickHouse's HTTP interface on 127.0.0.1.",
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="the chDB data directory to own")

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
-from consumers.settings import REPO_DIR
-
-SCHEMA_FILE = REPO_DIR / "scripts" / "init-clickhouse.sql"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Inserts must be synchronous so that a successful insert means the rows are readable: only then
@@ -59,25 +55,6 @@ def check_identifier(name: str) -> str:
     if not _IDENTIFIER.match(name):
         raise ValueError(f"not a valid ClickHouse database name: {name!r}")
     return name
-
-
-def schema_statements(database: str, schema_file: Path = SCHEMA_FILE) -> list[str]:
-    """The DDL statements of the schema file for `database`, comments stripped."""
-    text = schema_file.read_text(encoding="utf-8").replace("{database}", check_identifier(database))
-    statements = []
-    for chunk in re.split(r";[ \t]*(?:\n|$)", text):
-        code = "\n".join(line for line in chunk.splitlines() if not line.strip().startswith("--"))
-        if code.strip():
-            statements.append(code.strip())
-    return statements
-
-
-def migrate(client: ClickHouseClient, database: str) -> int:
-    """Applies the schema idempotently; returns the number of statements run."""
-    statements = schema_statements(database)
-    for statement in statements:
-        client.command(statement)
-    return len(statements)
 
 
 _ROW_RETURNING = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN")
