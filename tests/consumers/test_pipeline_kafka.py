@@ -109,7 +109,7 @@ def test_events_flow_to_exact_views_and_poison_goes_to_the_dead_letter_topics(
     event_dead_letters = read_topic(kafka_bootstrap, settings.order_events_dlq_topic)
     reasons = sorted(dict(r.headers)["reason"].decode() for r in event_dead_letters)
     assert len(reasons) == 2
-    assert reasons[0].startswith("aggregate_version must be an integer")
+    assert reasons[0] == "envelope: Expected `int`, got `str` - at `$.aggregate_version`"
     assert reasons[1].startswith("value is not UTF-8 JSON")
     for record in event_dead_letters:
         headers = dict(record.headers)
