@@ -22,7 +22,7 @@ import sys
 import uuid
 from typing import Any
 
-from pipeline_checks import (
+from scripts.pipeline_checks import (
     Api,
     StageFailed,
     admin_headers,
@@ -33,6 +33,7 @@ from pipeline_checks import (
     run_script,
     wait_for,
 )
+from scripts.test_pipeline import Run, Stages
 
 
 def create_orders(api: Api, admin: dict[str, str], count: int) -> tuple[int, int, list[int]]:
@@ -73,7 +74,6 @@ def deleted_events(consumer: Any, start: dict[Any, int], order_ids: set[int]) ->
 
 def check(args: argparse.Namespace) -> None:
     from kafka import KafkaConsumer
-    from test_pipeline import Run, Stages
 
     from consumers.settings import ConsumerSettings
     from orders.models import Order

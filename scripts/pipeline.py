@@ -1,7 +1,7 @@
 """The local pipeline supervisor behind `make run`: every role of the pipeline as child processes.
 
-    python scripts/pipeline.py run [--without ROLE ...] [--detach]
-    python scripts/pipeline.py stop | status
+    python -m scripts.pipeline run [--without ROLE ...] [--detach]
+    python -m scripts.pipeline stop | status
 
 Roles, in start order: chdb-gateway (the only process that opens the chDB data directory; every
 other role reaches ClickHouse over its HTTP interface), sink, transformer, worker (Celery), beat
@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import IO
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-if str(REPO_DIR) not in sys.path:
-    sys.path.insert(0, str(REPO_DIR))
 ROLE_ORDER = ("chdb-gateway", "sink", "transformer", "worker", "beat", "web")
 # Web and beat stop first (no new work comes in), the gateway last (the sink may still be writing).
 STOP_ORDER = ("web", "beat", "worker", "transformer", "sink", "chdb-gateway")
@@ -461,7 +459,7 @@ def detach(config: Config, argv: list[str]) -> int:
     ready_file.unlink(missing_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, __file__, "run", *argv],
+            [sys.executable, "-m", "scripts.pipeline", "run", *argv],
             cwd=REPO_DIR,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -512,7 +510,7 @@ def status(config: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/pipeline.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.pipeline", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="start every role and supervise them")
     run_parser.add_argument(

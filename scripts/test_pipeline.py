@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from pipeline_checks import (
+from scripts.pipeline_checks import (
     Api,
     StageFailed,
     TopicState,
