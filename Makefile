@@ -68,7 +68,7 @@ pipeline-status: ## is the background pipeline running and ready?
 
 N ?= 1000
 test-pipeline: python ## check a running pipeline end to end with N orders (default 1000)
-	@$(PY) -m scripts.test_pipeline --orders $(N)
+	@$(PY) -m scripts.check_pipeline --orders $(N)
 test-deletion-flow: python ## delete orders through the admin API and check every stage honours it
 	@bash scripts/test-deletion-flow.sh
 

@@ -22,6 +22,7 @@ import sys
 import uuid
 from typing import Any
 
+from scripts.check_pipeline import Run, Stages
 from scripts.pipeline_checks import (
     Api,
     StageFailed,
@@ -33,7 +34,6 @@ from scripts.pipeline_checks import (
     run_script,
     wait_for,
 )
-from scripts.test_pipeline import Run, Stages
 
 
 def create_orders(api: Api, admin: dict[str, str], count: int) -> tuple[int, int, list[int]]:
@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run-only",
         action="store_true",
-        help="skip comparing the global views with all of MySQL (see scripts/test_pipeline.py --help)",
+        help="skip comparing the global views with all of MySQL "
+        "(see python -m scripts.check_pipeline --help)",
     )
     args = parser.parse_args(argv)
     if not 1 <= args.orders <= 100:

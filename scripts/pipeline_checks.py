@@ -1,4 +1,4 @@
-"""What scripts/test_pipeline.py and scripts/deletion_flow.py share: where each stage lives (from
+"""What scripts/check_pipeline.py and scripts/deletion_flow.py share: where each stage lives (from
 the environment, so the same checks run against the local pipeline and the compose stack), an HTTP
 client for the API, counts per stage, and a bounded wait with a visible progress line.
 
