@@ -29,6 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from consumers.kafka_compat import partition_leader
+from consumers.settings import ConsumerSettings
+
 REPO_DIR = Path(__file__).resolve().parent.parent
 ROLE_ORDER = ("chdb-gateway", "sink", "transformer", "worker", "beat", "web")
 # Web and beat stop first (no new work comes in), the gateway last (the sink may still be writing).
@@ -197,10 +202,6 @@ def topics_visible_on_every_broker() -> bool:
     whose group is assigned while its broker still lacks the topic gets no partitions and, with
     the client's default metadata refresh, sits idle for five minutes. So consumers start only
     once every broker knows the topics."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    from consumers.settings import ConsumerSettings
-
     settings = ConsumerSettings.from_env()
     topics = (settings.order_events_topic, settings.analytics_topic)
     for server in settings.kafka_bootstrap_servers:
@@ -211,10 +212,7 @@ def topics_visible_on_every_broker() -> bool:
                 if not partitions:
                     return False
                 # A partition whose leader is not elected yet is no partition to a consumer.
-                leaders = [
-                    consumer._client.cluster.leader_for_partition(TopicPartition(topic, p))
-                    for p in partitions
-                ]
+                leaders = [partition_leader(consumer, TopicPartition(topic, p)) for p in partitions]
                 if any(leader is None or leader < 0 for leader in leaders):
                     return False
         except Exception:
@@ -226,10 +224,6 @@ def topics_visible_on_every_broker() -> bool:
 
 def assigned_partitions(group: str) -> int:
     """How many partitions the members of a consumer group own right now."""
-    from kafka import KafkaAdminClient
-
-    from consumers.settings import ConsumerSettings
-
     servers = ConsumerSettings.from_env().kafka_bootstrap_servers
     admin = KafkaAdminClient(
         bootstrap_servers=servers, client_id="pipeline-supervisor", request_timeout_ms=5000
@@ -326,8 +320,6 @@ class Supervisor:
     def ensure_consumers_own_partitions(self, deadline: float) -> None:
         """A consumer whose group was assigned before its client had the topic's metadata owns no
         partitions until the client's next metadata refresh (five minutes): restart it instead."""
-        from consumers.settings import ConsumerSettings
-
         settings = ConsumerSettings.from_env(self.env)
         groups = {"transformer": settings.transformer_group_id, "sink": settings.sink_group_id}
         for name, group in groups.items():
