@@ -58,17 +58,17 @@ migrate: python ## apply the Django migrations to MariaDB
 
 .PHONY: run pipeline-start pipeline-stop pipeline-status test-pipeline test-deletion-flow
 run: setup services-start migrate ## start the local pipeline: every role in the foreground, Ctrl-C stops it
-	@$(PY) scripts/pipeline.py run
+	@$(PY) -m scripts.pipeline run
 pipeline-start: setup services-start migrate ## start the local pipeline in the background; returns when ready
-	@$(PY) scripts/pipeline.py run --detach
+	@$(PY) -m scripts.pipeline run --detach
 pipeline-stop: ## stop a pipeline started with pipeline-start
-	@$(PY) scripts/pipeline.py stop
+	@$(PY) -m scripts.pipeline stop
 pipeline-status: ## is the background pipeline running and ready?
-	@$(PY) scripts/pipeline.py status
+	@$(PY) -m scripts.pipeline status
 
 N ?= 1000
 test-pipeline: python ## check a running pipeline end to end with N orders (default 1000)
-	@$(PY) scripts/test_pipeline.py --orders $(N)
+	@$(PY) -m scripts.check_pipeline --orders $(N)
 test-deletion-flow: python ## delete orders through the admin API and check every stage honours it
 	@bash scripts/test-deletion-flow.sh
 
@@ -106,7 +106,7 @@ $(error STACK must be compose or local, got '$(STACK)')
 endif
 
 COMPOSE ?= docker compose
-KAFKA_ADMIN := $(PY) scripts/kafka_admin.py
+KAFKA_ADMIN := $(PY) -m scripts.kafka_admin
 # Kafka's own CLI inside the first broker's container, talking to the internal listener.
 KAFKA_CLI := $(COMPOSE) exec -T kafka-local1 /opt/kafka/bin
 KAFKA_INTERNAL := kafka-local1:29092
@@ -231,4 +231,4 @@ endif
 
 .PHONY: grafana-sync
 grafana-sync: python ## push datasources and dashboards to the Grafana at GRAFANA_URL (see scripts/grafana_sync.py)
-	@$(PY) scripts/grafana_sync.py
+	@$(PY) -m scripts.grafana_sync

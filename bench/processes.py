@@ -109,7 +109,7 @@ def pipeline_start(env: dict[str, str], var_dir: Path, web_url: str, log_dir: Pa
     """Every role under scripts/pipeline.py; returns once it printed its readiness block."""
     ready = var_dir / "run" / "pipeline.ready"
     ready.unlink(missing_ok=True)
-    supervisor = python_role("pipeline", ["scripts/pipeline.py", "run"], env, log_dir)
+    supervisor = python_role("pipeline", ["-m", "scripts.pipeline", "run"], env, log_dir)
     try:
         wait_until("pipeline readiness", ready.exists, 180, supervisor)
         wait_until("web /readyz", lambda: http_ok(f"{web_url}/readyz"), 30, supervisor)

@@ -27,9 +27,7 @@ from bench.workload import (
     service_order_create,
     service_orders,
 )
-
-sys.path.insert(0, str(REPO_DIR / "scripts"))
-from pipeline_checks import kafka_state, percentile
+from scripts.pipeline_checks import kafka_state, percentile
 
 
 @dataclass(frozen=True)

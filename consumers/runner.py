@@ -9,30 +9,26 @@ harmless."""
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
+from consumers.kafka_compat import GroupMembership
 from consumers.kafka_io import DeadLetterQueue
 from contract.events import InvalidEvent
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# How often the loop checks that its group still counts it as a member.
-MEMBERSHIP_CHECK_SECONDS = 5.0
-
 
 # Fault injection for crash tests: the process kills itself with SIGKILL after this many writes,
 # after the write and before the commit, the worst moment for at-least-once delivery.
@@ -90,78 +86,10 @@ class BatchingConsumer(Generic[T]):
         self._batch: Batch[T] = Batch()
         self._writes = 0
         self._crash_after_writes = int(os.environ.get(CRASH_AFTER_WRITES_ENV, "0") or 0)
-        # Load the topic's metadata before joining the group: a member that joins first can be
-        # handed no partitions ("No partition metadata for topic") and then stays idle until the
-        # next metadata refresh, minutes later, while its group's lag grows.
-        consumer.partitions_for_topic(topic)
-        self._topic = topic
-        self._session_timeout_seconds = float(consumer.config["session_timeout_ms"]) / 1000
-        self._subscribe()
-
-    def _subscribe(self) -> None:
-        self._consumer.subscribe([self._topic], listener=_DropOnRevoke(self))
-        self._subscribed_at = time.monotonic()
-        self._assigned_at: float | None = None
-        self._next_membership_check = self._subscribed_at + MEMBERSHIP_CHECK_SECONDS
-
-    def assigned(self, when: float | None) -> None:
-        """The group handed us partitions (a time) or took them back (None)."""
-        self._assigned_at = when
-
-    def _resume_dropped_join(self) -> None:
-        """Takes up a group join that kafka-python started and then stopped driving.
-
-        kafka-python 3 drives a join only while need_rejoin() is true, and a poll that times out
-        leaves the JoinGroup/SyncGroup in flight for the next poll to await. When the reason to
-        rejoin goes away during that round trip, no poll awaits it again: the member keeps
-        "rebalancing" with its heartbeat off and its old partitions, the broker drops it after a
-        session timeout, and the rest of the group waits that long in its own JoinGroup. The
-        usual trigger is a leader's first join, assigned before the topic's metadata arrived:
-        it rejoins for the metadata, and its own new assignment makes the snapshots it compares
-        equal again before the join answers. Asking to rejoin makes the next poll finish it."""
-        coordinator = self._consumer._coordinator  # no public accessor for the group's state
-        if coordinator.rebalance_in_progress() and not coordinator.need_rejoin():
-            log.info("the group join in flight was left unfinished by the client; resuming it")
-            coordinator.request_rejoin()
-
-    def _check_membership(self) -> None:
-        """Rejoins the group when this member's heartbeat is silent: never sent although the group
-        handed it partitions a few heartbeat intervals ago, or silent (or never sent) for a whole
-        session timeout once the membership is two session timeouts old.
-
-        A member whose heartbeat stops is dropped by the broker while poll() keeps returning, a
-        zombie that holds on to its partitions in its own eyes and whose lag grows. The one cause
-        found (a join the client stopped driving) is handled at once by _resume_dropped_join; this
-        check is the safety net for any other. Leaving and joining again restarts the heartbeat;
-        the uncommitted batch is dropped and read again."""
-        now = time.monotonic()
-        if now < self._next_membership_check:
-            return
-        self._next_membership_check = now + MEMBERSHIP_CHECK_SECONDS
-        coordinator = self._consumer.metrics().get("consumer-coordinator-metrics", {})
-        silent = coordinator.get("last-heartbeat-seconds-ago")
-        if silent is None:
-            return
-        interval = float(self._consumer.config["heartbeat_interval_ms"]) / 1000
-        since_assigned = None if self._assigned_at is None else now - self._assigned_at
-        if math.isinf(silent) and since_assigned is not None and since_assigned >= max(15.0, 3 * interval):
-            # A member that has its partitions sends its first heartbeat within one interval.
-            log.warning("no heartbeat since the group assigned partitions to this member; rejoining")
-        elif now - self._subscribed_at >= 2 * self._session_timeout_seconds and (
-            silent > self._session_timeout_seconds
-        ):
-            # Whatever the member believes (partitions or none), a session timeout without a
-            # heartbeat means the group has dropped it.
-            log.warning(
-                "no heartbeat %s (session timeout %.0fs): the group has dropped this member; rejoining",
-                "since it joined" if math.isinf(silent) else f"for {silent:.0f}s",
-                self._session_timeout_seconds,
-            )
-        else:
-            return
-        self.abandon()
-        self._consumer.unsubscribe()
-        self._subscribe()
+        # When partitions are taken away, the uncommitted batch is dropped rather than written: a
+        # write could block the rebalance for as long as ClickHouse or Kafka is failing. The new
+        # owners read it again from the committed offsets; writing it twice is harmless.
+        self._membership = GroupMembership(consumer, topic, on_revoked=self.abandon)
 
     def step(self, poll_timeout_seconds: float = 0.2) -> None:
         """One poll, then a flush when the batch is due (see _due)."""
@@ -177,8 +105,7 @@ class BatchingConsumer(Generic[T]):
         self._caught_up = caught_up
         if self._due():
             self.flush()
-        self._resume_dropped_join()
-        self._check_membership()
+        self._membership.after_poll()
 
     def run(self) -> None:
         """Loops until stop_event is set; the in-flight batch is then dropped, uncommitted."""
@@ -272,22 +199,6 @@ class BatchingConsumer(Generic[T]):
         if due_at is None:
             return longest
         return min(longest, max(0.0, due_at - time.monotonic()))
-
-
-class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """When partitions are taken away, the uncommitted batch is dropped rather than written: a
-    write could block the rebalance for as long as ClickHouse or Kafka is failing. The new owners
-    read it again from the committed offsets; writing it twice is harmless."""
-
-    def __init__(self, owner: BatchingConsumer[Any]) -> None:
-        self._owner = owner
-
-    def on_partitions_revoked(self, revoked: object) -> None:
-        self._owner.abandon()
-        self._owner.assigned(None)
-
-    def on_partitions_assigned(self, assigned: object) -> None:
-        self._owner.assigned(time.monotonic())
 
 
 def stop_on_signals(stop_event: threading.Event) -> None:

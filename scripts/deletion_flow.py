@@ -20,9 +20,14 @@ import argparse
 import json
 import sys
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from pipeline_checks import (
+from kafka import KafkaConsumer, TopicPartition
+
+from consumers.settings import ConsumerSettings
+from scripts.check_pipeline import Run, Stages
+from scripts.pipeline_checks import (
     Api,
     StageFailed,
     admin_headers,
@@ -35,26 +40,33 @@ from pipeline_checks import (
 )
 
 
-def create_orders(api: Api, admin: dict[str, str], count: int) -> tuple[int, int, list[int]]:
+@dataclass(frozen=True)
+class Orders:
+    """The orders this check creates and deletes, with the one customer and product they share."""
+
+    user_id: int
+    product_id: int
+    ids: list[int]
+
+
+def create_orders(api: Api, admin: dict[str, str], count: int) -> Orders:
     tag = uuid.uuid4().hex[:8]
     product_in = {"sku": f"DF-{tag}", "name": "Deletion check", "price": "12.00", "stock": 1000}
     product = api.call("POST", "/api/products", product_in, headers=admin)
     customer = api.call("POST", "/api/users", {"email": f"df-{tag}@example.com", "name": "Deletion check"})
     order_in = {"user_id": customer["id"], "items": [{"product_id": product["id"], "quantity": 2}]}
     orders = [api.call("POST", "/api/orders", order_in) for _ in range(count)]
-    return int(customer["id"]), int(product["id"]), [int(o["order_id"]) for o in orders]
+    return Orders(int(customer["id"]), int(product["id"]), [int(o["order_id"]) for o in orders])
 
 
-def end_offsets(consumer: Any, topic: str) -> dict[Any, int]:
-    from kafka import TopicPartition
-
+def end_offsets(consumer: KafkaConsumer, topic: str) -> dict[Any, int]:
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     if not partitions:
         raise StageFailed("Kafka", f"topic {topic} does not exist")
     return dict(consumer.end_offsets(partitions))
 
 
-def deleted_events(consumer: Any, start: dict[Any, int], order_ids: set[int]) -> set[int]:
+def deleted_events(consumer: KafkaConsumer, start: dict[Any, int], order_ids: set[int]) -> set[int]:
     """Order ids with an OrderDeleted event on the topic after `start`, read up to its end now."""
     consumer.assign(list(start))
     for tp, offset in start.items():
@@ -71,22 +83,11 @@ def deleted_events(consumer: Any, start: dict[Any, int], order_ids: set[int]) ->
     return found
 
 
-def check(args: argparse.Namespace) -> None:
-    from kafka import KafkaConsumer
-    from test_pipeline import Run, Stages
-
-    from consumers.settings import ConsumerSettings
-    from orders.models import Order
-
-    api = Api(api_url())
-    admin = admin_headers()
-    admin_id = int(admin["X-Admin-Id"])
-    user_id, product_id, order_ids = create_orders(api, admin, args.orders)
-    print(f"API: created orders {order_ids} of customer {user_id}, product {product_id}")
-    client, db = clickhouse(), clickhouse_database()
+def wait_until_in_views(client: Any, db: str, orders: Orders, timeout: float) -> None:
+    """The views must show the orders first, or their absence later would prove nothing."""
+    user_id, product_id, order_ids = orders.user_id, orders.product_id, orders.ids
 
     def in_clickhouse() -> tuple[bool, str]:
-        # The views must show the orders first, or their absence later would prove nothing.
         n, users, products = client.query(
             f"SELECT (SELECT count() FROM {db}.active_orders WHERE order_id IN ({id_list(order_ids)})), "
             f"(SELECT orders_count FROM {db}.user_analytics_mv WHERE user_id = {user_id}), "
@@ -98,45 +99,50 @@ def check(args: argparse.Namespace) -> None:
     wait_for(
         "the orders to reach ClickHouse and its views",
         in_clickhouse,
-        args.timeout,
+        timeout,
         lambda: StageFailed("pipeline", "the new orders never reached ClickHouse (run make test-pipeline)"),
     )
 
-    settings = ConsumerSettings.from_env()
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, group_id=None
+
+def delete_orders(api: Api, admin: dict[str, str], order_ids: list[int]) -> None:
+    for order_id in order_ids:
+        deleted = api.call("DELETE", f"/admin/orders/{order_id}", headers=admin)
+        if not deleted.get("deleted_at"):
+            raise StageFailed("API", f"DELETE /admin/orders/{order_id} answered without deleted_at")
+    print(f"API: deleted {len(order_ids)} orders as admin {int(admin['X-Admin-Id'])}")
+
+
+def check_mysql(order_ids: list[int], admin_id: int) -> None:
+    # Django's models load only once run_script has set Django up.
+    from orders.models import Order
+
+    rows = list(Order.objects.filter(id__in=order_ids).values_list("id", "deleted_at", "deleted_by"))
+    bad = [oid for oid, at, by in rows if at is None or by != admin_id]
+    if len(rows) != len(order_ids) or bad:
+        raise StageFailed("MySQL", f"orders {bad or order_ids} lack deleted_at or deleted_by={admin_id}")
+    print(f"MySQL: {len(rows)} orders have deleted_at and deleted_by={admin_id}")
+
+
+def wait_for_deleted_events(
+    consumer: KafkaConsumer, topic: str, start: dict[Any, int], order_ids: list[int], timeout: float
+) -> None:
+    seen: set[int] = set()
+
+    def in_kafka() -> tuple[bool, str]:
+        seen.update(deleted_events(consumer, start, set(order_ids)))
+        return len(seen) == len(order_ids), f"{len(seen)}/{len(order_ids)} OrderDeleted events"
+
+    wait_for(
+        f"OrderDeleted on {topic}",
+        in_kafka,
+        timeout,
+        lambda: StageFailed(
+            "Kafka", f"no OrderDeleted event for orders {sorted(set(order_ids) - seen)} (outbox relay)"
+        ),
     )
-    try:
-        start = end_offsets(consumer, settings.order_events_topic)
-        for order_id in order_ids:
-            deleted = api.call("DELETE", f"/admin/orders/{order_id}", headers=admin)
-            if not deleted.get("deleted_at"):
-                raise StageFailed("API", f"DELETE /admin/orders/{order_id} answered without deleted_at")
-        print(f"API: deleted {len(order_ids)} orders as admin {admin_id}")
 
-        rows = list(Order.objects.filter(id__in=order_ids).values_list("id", "deleted_at", "deleted_by"))
-        bad = [oid for oid, at, by in rows if at is None or by != admin_id]
-        if len(rows) != len(order_ids) or bad:
-            raise StageFailed("MySQL", f"orders {bad or order_ids} lack deleted_at or deleted_by={admin_id}")
-        print(f"MySQL: {len(rows)} orders have deleted_at and deleted_by={admin_id}")
 
-        seen: set[int] = set()
-
-        def in_kafka() -> tuple[bool, str]:
-            seen.update(deleted_events(consumer, start, set(order_ids)))
-            return len(seen) == len(order_ids), f"{len(seen)}/{len(order_ids)} OrderDeleted events"
-
-        wait_for(
-            f"OrderDeleted on {settings.order_events_topic}",
-            in_kafka,
-            args.timeout,
-            lambda: StageFailed(
-                "Kafka", f"no OrderDeleted event for orders {sorted(set(order_ids) - seen)} (outbox relay)"
-            ),
-        )
-    finally:
-        consumer.close()
-
+def wait_until_flagged(client: Any, db: str, order_ids: list[int], timeout: float) -> None:
     def flagged() -> tuple[bool, str]:
         sql = (
             f"SELECT order_id, argMax(is_deleted, version) FROM {db}.orders_analytics "
@@ -148,12 +154,13 @@ def check(args: argparse.Namespace) -> None:
     wait_for(
         "is_deleted = 1 in ClickHouse",
         flagged,
-        args.timeout,
+        timeout,
         lambda: StageFailed("ClickHouse", "deleted orders not flagged is_deleted = 1 (transformer or sink)"),
     )
 
-    run = Run(tag="deletion", user_ids=[user_id], product_ids=[product_id], order_ids=order_ids)
-    stages = Stages(run, whole_database=not args.run_only)
+
+def wait_until_absent(client: Any, db: str, orders: Orders, stages: Stages, timeout: float) -> None:
+    user_id, product_id, order_ids = orders.user_id, orders.product_id, orders.ids
     problems: list[str] = []
 
     def absent() -> tuple[bool, str]:
@@ -180,9 +187,38 @@ def check(args: argparse.Namespace) -> None:
     wait_for(
         "the orders to leave every view",
         absent,
-        args.timeout,
+        timeout,
         lambda: StageFailed("ClickHouse views", "; ".join(problems)),
     )
+
+
+def check(args: argparse.Namespace) -> None:
+    api = Api(api_url())
+    admin = admin_headers()
+    admin_id = int(admin["X-Admin-Id"])
+    orders = create_orders(api, admin, args.orders)
+    print(f"API: created orders {orders.ids} of customer {orders.user_id}, product {orders.product_id}")
+    client, db = clickhouse(), clickhouse_database()
+    wait_until_in_views(client, db, orders, args.timeout)
+
+    settings = ConsumerSettings.from_env()
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, group_id=None
+    )
+    try:
+        # Read before the deletes, so the events they cause are the ones after this point.
+        start = end_offsets(consumer, settings.order_events_topic)
+        delete_orders(api, admin, orders.ids)
+        check_mysql(orders.ids, admin_id)
+        wait_for_deleted_events(consumer, settings.order_events_topic, start, orders.ids, args.timeout)
+    finally:
+        consumer.close()
+
+    wait_until_flagged(client, db, orders.ids, args.timeout)
+    run = Run(
+        tag="deletion", user_ids=[orders.user_id], product_ids=[orders.product_id], order_ids=orders.ids
+    )
+    wait_until_absent(client, db, orders, Stages(run, whole_database=not args.run_only), args.timeout)
     print(
         "PASS: deleted orders have deleted_at in MySQL, OrderDeleted in Kafka, is_deleted = 1 in "
         "ClickHouse and are absent from every view"
@@ -198,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run-only",
         action="store_true",
-        help="skip comparing the global views with all of MySQL (see scripts/test_pipeline.py --help)",
+        help="skip comparing the global views with all of MySQL "
+        "(see python -m scripts.check_pipeline --help)",
     )
     args = parser.parse_args(argv)
     if not 1 <= args.orders <= 100:

@@ -5,7 +5,7 @@ definitions (grafana/provisioning/datasources/datasources.yaml and grafana/dashb
 through Grafana's HTTP API, for a Grafana that runs elsewhere. Running it twice is harmless:
 datasources are matched by uid and dashboards are saved with overwrite.
 
-    python scripts/grafana_sync.py [--dry-run] [--skip-datasources]
+    python -m scripts.grafana_sync [--dry-run] [--skip-datasources]
 
 Environment:
     GRAFANA_URL                        e.g. http://localhost:3001 (required)

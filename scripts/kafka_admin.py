@@ -2,12 +2,12 @@
 there: the local cluster runs from Maven jars). Talks to the running cluster with kafka-python's
 admin client and prints what Kafka's own tools would.
 
-    python scripts/kafka_admin.py topics [--all]
-    python scripts/kafka_admin.py create-topic NAME [--partitions N]
-    python scripts/kafka_admin.py describe-topic NAME
-    python scripts/kafka_admin.py consumer-groups
-    python scripts/kafka_admin.py consumer-lag GROUP
-    python scripts/kafka_admin.py cluster-info
+    python -m scripts.kafka_admin topics [--all]
+    python -m scripts.kafka_admin create-topic NAME [--partitions N]
+    python -m scripts.kafka_admin describe-topic NAME
+    python -m scripts.kafka_admin consumer-groups
+    python -m scripts.kafka_admin consumer-lag GROUP
+    python -m scripts.kafka_admin cluster-info
 
 KAFKA_BOOTSTRAP_SERVERS chooses the cluster (default: the local 3-node cluster, as in
 backend/settings/base.py). Exit status: 0 on success, 1 when Kafka fails or refuses,

@@ -1,7 +1,7 @@
 """The local pipeline supervisor behind `make run`: every role of the pipeline as child processes.
 
-    python scripts/pipeline.py run [--without ROLE ...] [--detach]
-    python scripts/pipeline.py stop | status
+    python -m scripts.pipeline run [--without ROLE ...] [--detach]
+    python -m scripts.pipeline stop | status
 
 Roles, in start order: chdb-gateway (the only process that opens the chDB data directory; every
 other role reaches ClickHouse over its HTTP interface), sink, transformer, worker (Celery), beat
@@ -29,9 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from consumers.kafka_compat import partition_leader
+from consumers.settings import ConsumerSettings
+
 REPO_DIR = Path(__file__).resolve().parent.parent
-if str(REPO_DIR) not in sys.path:
-    sys.path.insert(0, str(REPO_DIR))
 ROLE_ORDER = ("chdb-gateway", "sink", "transformer", "worker", "beat", "web")
 # Web and beat stop first (no new work comes in), the gateway last (the sink may still be writing).
 STOP_ORDER = ("web", "beat", "worker", "transformer", "sink", "chdb-gateway")
@@ -199,10 +202,6 @@ def topics_visible_on_every_broker() -> bool:
     whose group is assigned while its broker still lacks the topic gets no partitions and, with
     the client's default metadata refresh, sits idle for five minutes. So consumers start only
     once every broker knows the topics."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    from consumers.settings import ConsumerSettings
-
     settings = ConsumerSettings.from_env()
     topics = (settings.order_events_topic, settings.analytics_topic)
     for server in settings.kafka_bootstrap_servers:
@@ -213,10 +212,7 @@ def topics_visible_on_every_broker() -> bool:
                 if not partitions:
                     return False
                 # A partition whose leader is not elected yet is no partition to a consumer.
-                leaders = [
-                    consumer._client.cluster.leader_for_partition(TopicPartition(topic, p))
-                    for p in partitions
-                ]
+                leaders = [partition_leader(consumer, TopicPartition(topic, p)) for p in partitions]
                 if any(leader is None or leader < 0 for leader in leaders):
                     return False
         except Exception:
@@ -228,10 +224,6 @@ def topics_visible_on_every_broker() -> bool:
 
 def assigned_partitions(group: str) -> int:
     """How many partitions the members of a consumer group own right now."""
-    from kafka import KafkaAdminClient
-
-    from consumers.settings import ConsumerSettings
-
     servers = ConsumerSettings.from_env().kafka_bootstrap_servers
     admin = KafkaAdminClient(
         bootstrap_servers=servers, client_id="pipeline-supervisor", request_timeout_ms=5000
@@ -328,8 +320,6 @@ class Supervisor:
     def ensure_consumers_own_partitions(self, deadline: float) -> None:
         """A consumer whose group was assigned before its client had the topic's metadata owns no
         partitions until the client's next metadata refresh (five minutes): restart it instead."""
-        from consumers.settings import ConsumerSettings
-
         settings = ConsumerSettings.from_env(self.env)
         groups = {"transformer": settings.transformer_group_id, "sink": settings.sink_group_id}
         for name, group in groups.items():
@@ -461,7 +451,7 @@ def detach(config: Config, argv: list[str]) -> int:
     ready_file.unlink(missing_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, __file__, "run", *argv],
+            [sys.executable, "-m", "scripts.pipeline", "run", *argv],
             cwd=REPO_DIR,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -512,7 +502,7 @@ def status(config: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/pipeline.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.pipeline", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="start every role and supervise them")
     run_parser.add_argument(

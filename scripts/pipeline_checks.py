@@ -1,4 +1,4 @@
-"""What scripts/test_pipeline.py and scripts/deletion_flow.py share: where each stage lives (from
+"""What scripts/check_pipeline.py and scripts/deletion_flow.py share: where each stage lives (from
 the environment, so the same checks run against the local pipeline and the compose stack), an HTTP
 client for the API, counts per stage, and a bounded wait with a visible progress line.
 
@@ -17,12 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-REPO_DIR = Path(__file__).resolve().parent.parent
-if str(REPO_DIR) not in sys.path:
-    sys.path.insert(0, str(REPO_DIR))
 
 
 class StageFailed(Exception):

@@ -13,4 +13,4 @@ if [[ ! -x "$PY" ]]; then
     echo "test-deletion-flow: $PY not found; run make python first" >&2
     exit 2
 fi
-exec "$PY" scripts/deletion_flow.py "$@"
+exec "$PY" -m scripts.deletion_flow "$@"

@@ -51,7 +51,7 @@ class Pipeline:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         with self.console_path.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "scripts/pipeline.py", "run", *args],
+                [sys.executable, "-m", "scripts.pipeline", "run", *args],
                 cwd=REPO_DIR, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + timeout

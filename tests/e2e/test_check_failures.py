@@ -3,15 +3,10 @@ and exit status 1, never a traceback."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import clickhouse_connect
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-from pipeline_checks import StageFailed, failed_stage_of, run_script
+from scripts.pipeline_checks import StageFailed, failed_stage_of, run_script
 
 
 def _unreachable_clickhouse() -> None:

@@ -21,13 +21,13 @@ def _report(result: object) -> str:
         f"stderr:\n{getattr(result, 'stderr', '')[-4000:]}"  # fmt: skip
 
 
-def test_whole_pipeline_passes_test_pipeline_with_1000_orders_and_the_deletion_flow(
+def test_whole_pipeline_passes_check_pipeline_with_1000_orders_and_the_deletion_flow(
     pipeline: Pipeline,
 ) -> None:
     pipeline.start()
     started = time.monotonic()
     result = pipeline.script(
-        sys.executable, "scripts/test_pipeline.py", "--orders", "1000", "--timeout", "180", timeout=420
+        sys.executable, "-m", "scripts.check_pipeline", "--orders", "1000", "--timeout", "180", timeout=420
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 0, _report(result)
@@ -59,7 +59,7 @@ def test_without_the_sink_both_scripts_fail_naming_the_stage_and_a_dying_role_st
     assert "pipeline is ready: chdb-gateway, transformer, worker, beat, web" in pipeline.console()
 
     result = pipeline.script(
-        sys.executable, "scripts/test_pipeline.py", "--orders", "20", "--timeout", "20", timeout=120
+        sys.executable, "-m", "scripts.check_pipeline", "--orders", "20", "--timeout", "20", timeout=120
     )
     assert result.returncode == 1, _report(result)
     assert "FAIL at stage sink: consumer group" in result.stderr, _report(result)

@@ -4,15 +4,10 @@ on our machines, so the HTTP calls themselves are not exercised here)."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from tests.ops.grafana_queries import REPO_DIR
-
-sys.path.insert(0, str(REPO_DIR / "scripts"))
-
-import grafana_sync
+from scripts import grafana_sync
 
 DATASOURCE_ENV = {
     "CLICKHOUSE_HOST": "ch.example",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,10 +14,9 @@ from typing import Any
 
 import pytest
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_DIR / "scripts"))
+from scripts import kafka_admin
 
-import kafka_admin  # noqa: E402
+REPO_DIR = Path(__file__).resolve().parents[2]
 
 PRODUCED, CONSUMED = 12, 5
 

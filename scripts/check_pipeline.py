@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from pipeline_checks import (
+from scripts.pipeline_checks import (
     Api,
     StageFailed,
     TopicState,
@@ -408,7 +408,9 @@ def positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/test_pipeline.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.check_pipeline", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "-n", "--orders", type=positive_int, default=1000, help="orders to create (default 1000)"
     )

@@ -1,21 +1,25 @@
-"""Group membership faults of kafka-python 3 that leave a consumer polling without being a member.
+"""consumers.kafka_compat: each kafka-python 3 fault it works around, reproduced against the real
+cluster, and the workaround seen to answer it.
 
 A join the client stopped driving (need_rejoin() turned false while the JoinGroup was in flight)
 keeps the member "rebalancing" with its heartbeat off: the loop takes the join up again at once.
 A member whose heartbeat stopped for any other reason is dropped by the broker while poll() keeps
-returning, a zombie whose commits are refused: the loop notices the silence and rejoins."""
+returning, a zombie whose commits are refused: the loop notices the silence and rejoins. The faults
+are injected through kafka-python's private coordinator, as nothing public can produce them."""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from consumers.kafka_compat import coordinator_of, partition_leader, silent_heartbeat
 from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
 from consumers.runner import BatchingConsumer
 
@@ -80,7 +84,7 @@ def test_a_join_the_client_stopped_driving_is_finished_at_once(
 ) -> None:
     member = joined("dropped-join", partitions=2, session_timeout_ms=45000)
     consumer, loop = member.consumer, member.loop
-    coordinator = consumer._coordinator  # private API, test only
+    coordinator = coordinator_of(consumer)
     assert coordinator.stable()
 
     # The fault: a rejoin starts, the poll that started it times out with the JoinGroup in
@@ -91,7 +95,7 @@ def test_a_join_the_client_stopped_driving_is_finished_at_once(
     coordinator.rejoin_needed = False
     assert coordinator.rebalance_in_progress() and not coordinator.need_rejoin()
 
-    with caplog.at_level(logging.INFO, logger="consumers.runner"):
+    with caplog.at_level(logging.INFO, logger="consumers.kafka_compat"):
         # Well within the 45 s session timeout the broker would otherwise wait for.
         assert _step_until(loop, coordinator.stable, 5), f"still {coordinator.state} after 5 s"
     assert "left unfinished" in caplog.text
@@ -111,8 +115,8 @@ def test_a_member_whose_heartbeat_stopped_rejoins_and_commits(
 ) -> None:
     member = joined("zombie", partitions=1, session_timeout_ms=6000)
     consumer, loop, topic = member.consumer, member.loop, member.topic
-    # The fault: the heartbeat loop is off while the group is stable (private API, test only).
-    consumer._coordinator._disable_heartbeat()
+    # The fault: the heartbeat loop is off while the group is stable.
+    coordinator_of(consumer)._disable_heartbeat()
 
     def group_state() -> dict[str, Any]:
         return dict(kafka_admin.describe_groups([kafka_group])[kafka_group])
@@ -120,7 +124,7 @@ def test_a_member_whose_heartbeat_stopped_rejoins_and_commits(
     # The broker drops the silent member after its 6 s session timeout. With nothing to commit,
     # kafka-python never learns it was dropped: only the loop's own check can bring it back.
     assert _step_until(loop, lambda: group_state()["group_state"] == "Empty", 30)
-    with caplog.at_level(logging.WARNING, logger="consumers.runner"):
+    with caplog.at_level(logging.WARNING, logger="consumers.kafka_compat"):
         assert _step_until(loop, lambda: group_state()["group_state"] == "Stable", 40), "never rejoined"
     assert "rejoining" in caplog.text
     assert len(group_state()["members"]) == 1
@@ -136,3 +140,56 @@ def test_a_member_whose_heartbeat_stopped_rejoins_and_commits(
 
     assert _step_until(loop, lambda: committed() == 3, 60), f"committed {committed()} of 3"
     assert sorted(set(member.written)) == [b"1", b"2", b"3"]
+
+
+def test_partition_leaders_are_known_once_the_consumer_has_the_topics_metadata(
+    kafka_bootstrap: list[str], make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic("leaders", partitions=2)
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    try:
+        # A new topic reaches every broker's metadata a moment after its creation; topics() refetches.
+        deadline = time.monotonic() + 20
+        while consumer.partitions_for_topic(topic) != {0, 1} and time.monotonic() < deadline:
+            consumer.topics()
+            time.sleep(0.2)
+        leaders = [partition_leader(consumer, TopicPartition(topic, p)) for p in (0, 1)]
+        assert all(leader is not None and leader >= 0 for leader in leaders), leaders
+        assert partition_leader(consumer, TopicPartition(topic, 2)) is None
+        assert partition_leader(consumer, TopicPartition(f"{topic}-absent", 0)) is None
+    finally:
+        consumer.close()
+
+
+SESSION, INTERVAL = 10.0, 1.0
+
+
+def _verdict(silent: float, since_assigned: float | None, since_subscribed: float) -> str | None:
+    return silent_heartbeat(
+        silent=silent,
+        since_assigned=since_assigned,
+        since_subscribed=since_subscribed,
+        heartbeat_interval=INTERVAL,
+        session_timeout=SESSION,
+    )
+
+
+def test_a_member_that_heartbeats_stays() -> None:
+    assert _verdict(0.5, since_assigned=100, since_subscribed=100) is None
+    assert _verdict(SESSION, since_assigned=100, since_subscribed=100) is None
+
+
+def test_no_first_heartbeat_15_seconds_after_the_assignment_rejoins() -> None:
+    assert _verdict(math.inf, since_assigned=14.9, since_subscribed=14.9) is None
+    reason = _verdict(math.inf, since_assigned=15, since_subscribed=15)
+    assert reason == "no heartbeat since the group assigned partitions to this member; rejoining"
+
+
+def test_a_session_timeout_of_silence_rejoins_once_the_membership_is_two_sessions_old() -> None:
+    assert _verdict(SESSION + 1, since_assigned=None, since_subscribed=2 * SESSION - 0.1) is None
+    reason = _verdict(SESSION + 1, since_assigned=None, since_subscribed=2 * SESSION)
+    assert reason == (
+        "no heartbeat for 11s (session timeout 10s): the group has dropped this member; rejoining"
+    )
+    never = _verdict(math.inf, since_assigned=None, since_subscribed=2 * SESSION)
+    assert never is not None and never.startswith("no heartbeat since it joined (session timeout 10s)")
