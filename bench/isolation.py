@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import environment
+
 REPO_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_DATABASE_URL = "mysql://ecommerce:ecommerce@127.0.0.1:3306/ecommerce"
-DEFAULT_KAFKA = "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
 
 
 def free_port() -> int:
@@ -43,7 +43,7 @@ class Isolation:
         run_id = uuid.uuid4().hex[:8]
         # The app's database account may only create test_ecommerce* databases.
         name = f"test_ecommerce_bench_{run_id}"
-        base = urlsplit(os.environ.get("DATABASE_URL", "") or DEFAULT_DATABASE_URL)
+        base = urlsplit(environment.env_str("DATABASE_URL", environment.DATABASE_URL))
         return cls(
             run_id=run_id,
             database_url=urlunsplit(base._replace(path=f"/{name}")),
@@ -71,7 +71,9 @@ class Isolation:
             {
                 "DJANGO_SETTINGS_MODULE": "backend.settings.base",
                 "DATABASE_URL": self.database_url,
-                "KAFKA_BOOTSTRAP_SERVERS": env.get("KAFKA_BOOTSTRAP_SERVERS", "") or DEFAULT_KAFKA,
+                "KAFKA_BOOTSTRAP_SERVERS": environment.env_str(
+                    "KAFKA_BOOTSTRAP_SERVERS", environment.KAFKA_BOOTSTRAP_SERVERS, env
+                ),
                 "ORDER_EVENTS_TOPIC": self.order_events_topic,
                 "ANALYTICS_TOPIC": self.analytics_topic,
                 "TRANSFORMER_GROUP_ID": f"bench-{self.run_id}-transformer",

@@ -23,7 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
+import environment
+
 # The configs worth seeing when describing a topic (the rest are broker defaults).
 SHOWN_TOPIC_CONFIGS = ("min.insync.replicas", "cleanup.policy", "retention.ms", "max.message.bytes")
 
@@ -66,8 +67,7 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def bootstrap_servers(env: Mapping[str, str]) -> list[str]:
-    raw = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or DEFAULT_BOOTSTRAP
-    return [server.strip() for server in raw.split(",") if server.strip()]
+    return environment.kafka_bootstrap_servers(env)
 
 
 def connect(servers: list[str]) -> Any:

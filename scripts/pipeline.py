@@ -31,8 +31,10 @@ from typing import IO
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
+import environment
 from consumers.kafka_compat import partition_leader
 from consumers.settings import ConsumerSettings
+from environment import SettingsError, env_int, env_str
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 ROLE_ORDER = ("chdb-gateway", "sink", "transformer", "worker", "beat", "web")
@@ -80,11 +82,11 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], without: list[str]) -> Config:
-        def number(name: str, default: str) -> int:
-            raw = env.get(name, "") or default
-            if not raw.isdigit() or int(raw) < 1:
-                raise PipelineError(f"{name} must be a positive integer, got {raw!r}")
-            return int(raw)
+        def number(name: str, default: int) -> int:
+            try:
+                return env_int(name, default, env, minimum=1)
+            except SettingsError as exc:
+                raise PipelineError(str(exc)) from exc
 
         requested = env.get("PIPELINE_ROLES", "") or ",".join(ROLE_ORDER)
         names = [r.strip() for r in requested.split(",") if r.strip()]
@@ -93,22 +95,22 @@ class Config:
             raise PipelineError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLE_ORDER)}")
         roles = tuple(r for r in ROLE_ORDER if r in names and r not in without)
         return cls(
-            var_dir=Path(env.get("VAR_DIR", "") or REPO_DIR / "var"),
-            web_host=env.get("WEB_HOST", "") or "127.0.0.1",
-            web_port=number("WEB_PORT", "8000"),
-            web_workers=number("WEB_WORKERS", "3"),
-            web_threads=number("WEB_THREADS", "4"),
-            clickhouse_port=number("CLICKHOUSE_HTTP_PORT", "8123"),
-            worker_concurrency=number("CELERY_WORKER_CONCURRENCY", "2"),
+            var_dir=environment.var_dir(env),
+            web_host=env_str("WEB_HOST", "127.0.0.1", env),
+            web_port=number("WEB_PORT", 8000),
+            web_workers=number("WEB_WORKERS", 3),
+            web_threads=number("WEB_THREADS", 4),
+            clickhouse_port=number("CLICKHOUSE_HTTP_PORT", 8123),
+            worker_concurrency=number("CELERY_WORKER_CONCURRENCY", 2),
             roles=roles,
-            ready_timeout=float(number("PIPELINE_READY_TIMEOUT", "90")),
-            stop_timeout=float(number("PIPELINE_STOP_TIMEOUT", "15")),
+            ready_timeout=float(number("PIPELINE_READY_TIMEOUT", 90)),
+            stop_timeout=float(number("PIPELINE_STOP_TIMEOUT", 15)),
         )
 
 
 def role_commands(config: Config) -> dict[str, list[str]]:
     py = sys.executable
-    queue = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "") or "celery"
+    queue = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
     return {
         "chdb-gateway": [
             py, "-m", "warehouse", "chdb-gateway",

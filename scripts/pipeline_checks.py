@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import environment
+
 
 class StageFailed(Exception):
     """A stage of the pipeline does not hold what the stage before it handed over."""
@@ -133,7 +135,7 @@ def clickhouse() -> Any:
 
 
 def clickhouse_database() -> str:
-    return os.environ.get("CLICKHOUSE_DATABASE", "") or "analytics"
+    return environment.env_str("CLICKHOUSE_DATABASE", environment.CLICKHOUSE_DATABASE)
 
 
 def id_list(ids: Iterable[int]) -> str:
