@@ -87,10 +87,12 @@ test: setup services-start ## run the whole test suite against the real local se
 	@$(PY) -m pytest
 
 .PHONY: lint
-lint: python ## ruff (lint + format check) and mypy --strict on consumers/, contract/, environment/ and warehouse/
+lint: python ## ruff, mypy over every package, hadolint on the Dockerfile, the compose file against its spec
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy consumers contract environment warehouse
+	@$(VENV)/bin/mypy
+	@$(VENV)/bin/hadolint --no-color Dockerfile
+	@$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 # --- operations: the seed's targets, on the compose stack or the local stack --------------------
 # STACK=compose drives docker-compose.yml; STACK=local the services of scripts/services.sh, with

@@ -95,6 +95,33 @@ def _field_of(loc: list[Any] | tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+def validation_error_body(exc: NinjaValidationError) -> tuple[dict[str, Any], int]:
+    """The error body and status of a request that failed validation: 400 for a body that is not
+    JSON at all, 422 naming the first field that broke a rule otherwise."""
+    errors = [
+        {
+            "field": _field_of(e.get("loc", ())),
+            "message": e.get("msg", "invalid value"),
+            "type": e.get("type"),
+        }
+        for e in exc.errors
+    ]
+    first = errors[0] if errors else {"field": None, "message": "invalid request"}
+    # Malformed JSON arrives as a validation error with no location; report it as a 400.
+    if any(e.get("type") == "json_invalid" for e in errors) or (
+        first["field"] is None and "json" in str(first["message"]).lower()
+    ):
+        return error_body("malformed_json", "request body is not valid JSON", details=errors), 400
+    message = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
+    return error_body("invalid_input", message, field=first["field"], details=errors), 422
+
+
+def suspicious_request_body(exc: SuspiciousOperation) -> dict[str, Any]:
+    if isinstance(exc, RequestDataTooBig):
+        return error_body("payload_too_large", "request body exceeds the maximum allowed size")
+    return error_body("bad_request", str(exc) or "bad request")
+
+
 def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(AppError)
     def on_app_error(request: HttpRequest, exc: AppError) -> HttpResponse:
@@ -102,24 +129,8 @@ def install_error_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(NinjaValidationError)
     def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-        errors = [
-            {
-                "field": _field_of(e.get("loc", ())),
-                "message": e.get("msg", "invalid value"),
-                "type": e.get("type"),
-            }
-            for e in exc.errors
-        ]
-        first = errors[0] if errors else {"field": None, "message": "invalid request"}
-        # Malformed JSON arrives as a validation error with no location; report it as a 400.
-        if any(e.get("type") == "json_invalid" for e in errors) or (
-            first["field"] is None and "json" in str(first["message"]).lower()
-        ):
-            body = error_body("malformed_json", "request body is not valid JSON", details=errors)
-            return api.create_response(request, body, status=400)
-        message = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
-        body = error_body("invalid_input", message, field=first["field"], details=errors)
-        return api.create_response(request, body, status=422)
+        body, status = validation_error_body(exc)
+        return api.create_response(request, body, status=status)
 
     @api.exception_handler(AuthenticationError)
     def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
@@ -134,11 +145,7 @@ def install_error_handlers(api: NinjaAPI) -> None:
     def on_suspicious_request(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
         # Django refuses oversized bodies (DATA_UPLOAD_MAX_MEMORY_SIZE) and similar abuse with
         # these; they are the client's fault, never a server error.
-        if isinstance(exc, RequestDataTooBig):
-            body = error_body("payload_too_large", "request body exceeds the maximum allowed size")
-        else:
-            body = error_body("bad_request", str(exc) or "bad request")
-        return api.create_response(request, body, status=400)
+        return api.create_response(request, suspicious_request_body(exc), status=400)
 
     @api.exception_handler(Http404)
     def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:

@@ -151,19 +151,17 @@ def _memory_table(title: str, peaks: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        f"# Benchmark report {report['started_at']}",
-        "",
-        f"`{report['command']}` — sizes: " + ", ".join(f"{k}={v}" for k, v in report["sizes"].items()),
-        "",
-    ]
-    lines += ["## Targets", "", "| what | measured | target | met |", "|---|---|---|---|"]
+def _targets_section(report: dict[str, Any]) -> list[str]:
+    lines = ["## Targets", "", "| what | measured | target | met |", "|---|---|---|---|"]
     for row in report["targets"]:
         lines.append(
             f"| {row['what']} | {_fmt(row['measured'])} | {row['target']} | {'yes' if row['met'] else 'NO'} |"
         )
-    lines += ["", "## Throughput", "", "| stage | figure |", "|---|---|"]
+    return lines
+
+
+def _throughput_section(report: dict[str, Any]) -> list[str]:
+    lines = ["", "## Throughput", "", "| stage | figure |", "|---|---|"]
     for label, path, unit in [
         ("service layer (1 thread)", "service_layer.orders_per_s", "orders/s"),
         ("HTTP API (gunicorn)", "pipeline.api.orders_per_s", "orders/s"),
@@ -175,7 +173,11 @@ def markdown(report: dict[str, Any]) -> str:
         ("ClickHouse inserts", "consumers.sink.rows_per_s", "rows/s"),
     ]:
         lines.append(f"| {label} | {_fmt(_get(report, path))} {unit} |")
-    lines += ["", "## Latency (ms)", "", "| measure | p50 | p95 | p99 | n |", "|---|---|---|---|---|"]
+    return lines
+
+
+def _latency_section(report: dict[str, Any]) -> list[str]:
+    lines = ["", "## Latency (ms)", "", "| measure | p50 | p95 | p99 | n |", "|---|---|---|---|---|"]
     for label, path in [
         ("commit → visible in active_orders, on-commit kick", "pipeline.e2e_kick.commit_to_view"),
         ("commit → visible in active_orders, beat alone", "e2e_beat.commit_to_view"),
@@ -190,7 +192,11 @@ def markdown(report: dict[str, Any]) -> str:
             + " | ".join(_fmt(d.get(k)) for k in ("p50_ms", "p95_ms", "p99_ms", "count"))
             + " |"
         )
-    lines += ["", "## Against the seed's relay", "", "| ratio | value |", "|---|---|"]
+    return lines
+
+
+def _ratios_and_views_section(report: dict[str, Any]) -> list[str]:
+    lines = ["", "## Against the seed's relay", "", "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in report["ratios"].items()]
     lines += ["", "## View queries (ms)", ""]
     for size, result in report.get("views", {}).items():
@@ -205,6 +211,11 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {name} | {_fmt(v['p50_ms'])} | {_fmt(v['p95_ms'])} | {_fmt(v.get('refresh_ms', ''))} |"
             )
         lines.append("")
+    return lines
+
+
+def _load_section(report: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     sustained = _get(report, "pipeline.sustained") or {}
     lines += [
         "## Sustained load",
@@ -225,7 +236,11 @@ def markdown(report: dict[str, Any]) -> str:
             f"drained {_fmt(at_target.get('drain_after_load_seconds'))} s after the load.",
             "",
         ]
-    lines += ["## Memory (RSS)", ""]
+    return lines
+
+
+def _memory_section(report: dict[str, Any]) -> list[str]:
+    lines = ["## Memory (RSS)", ""]
     memory = report.get("memory", {})
     for key, title in [
         ("pipeline_rest", "pipeline at rest"),
@@ -248,10 +263,35 @@ def markdown(report: dict[str, Any]) -> str:
                 "",
             ]
     lines += [f"soak growth (MB): {memory.get('soak_growth_mb')}", ""]
+    return lines
+
+
+def _errors_section(report: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     if report.get("errors"):
         lines += ["## Stages that failed", ""] + [
             f"- {name}: {error}" for name, error in report["errors"].items()
         ]
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Benchmark report {report['started_at']}",
+        "",
+        f"`{report['command']}` — sizes: " + ", ".join(f"{k}={v}" for k, v in report["sizes"].items()),
+        "",
+    ]
+    for section in (
+        _targets_section,
+        _throughput_section,
+        _latency_section,
+        _ratios_and_views_section,
+        _load_section,
+        _memory_section,
+        _errors_section,
+    ):
+        lines += section(report)
     return "\n".join(lines) + "\n"
 
 

@@ -103,7 +103,7 @@ def publish_latencies_ms(order_ids: list[int]) -> list[float]:
     rows = OutboxEvent.objects.filter(
         aggregate_type="order", aggregate_id__in=[str(i) for i in order_ids], published_at__isnull=False
     ).values_list("created_at", "published_at")
-    return [(published - created).total_seconds() * 1000 for created, published in rows]
+    return [(published - created).total_seconds() * 1000 for created, published in rows if published]
 
 
 def kafka_admin(ctx: Context) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -51,10 +52,17 @@ class DeletedFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _admin_id(request: HttpRequest) -> int:
+    """Django admin serves only authenticated staff, whose user has an id."""
+    if request.user.pk is None:
+        raise PermissionDenied
+    return int(request.user.pk)
+
+
 def _soft_delete(request: HttpRequest, orders: QuerySet[Order]) -> int:
     count = 0
     for order_id in orders.values_list("pk", flat=True):
-        order_soft_delete(order_id=order_id, deleted_by=request.user.pk)
+        order_soft_delete(order_id=order_id, deleted_by=_admin_id(request))
         count += 1
     return count
 
@@ -104,7 +112,7 @@ class OrderAdmin(admin.ModelAdmin):
         return orders, {"orders": len(orders)}, perms_needed, []
 
     def delete_model(self, request: HttpRequest, obj: Order) -> None:
-        order_soft_delete(order_id=obj.pk, deleted_by=request.user.pk)
+        order_soft_delete(order_id=obj.pk, deleted_by=_admin_id(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         _soft_delete(request, queryset)

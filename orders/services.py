@@ -215,8 +215,8 @@ def _cache_items(order: Order, items: list[OrderItem]) -> None:
     # event's snapshot and for the caller's response alike.
     cached = order.items.all()
     cached._result_cache = items
-    cached._prefetch_done = True
-    order._prefetched_objects_cache = {"items": cached}
+    cached._prefetch_done = True  # type: ignore[attr-defined]  # Django's own prefetch state
+    order._prefetched_objects_cache = {"items": cached}  # type: ignore[attr-defined]
 
 
 def _locked_order(order_id: int) -> Order:
@@ -294,7 +294,7 @@ def admin_api_token_issue(*, user: AbstractBaseUser) -> str:
     if not (user.is_active and getattr(user, "is_staff", False)):
         raise InvalidInput("admin API tokens are only issued to active staff users", field="user")
     token = secrets.token_urlsafe(32)
-    AdminApiToken.objects.create(user=user, token_hash=admin_token_digest(token))
+    AdminApiToken.objects.create(user_id=user.pk, token_hash=admin_token_digest(token))
     return token
 
 

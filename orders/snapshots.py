@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from contract.events import OrderItem, OrderSnapshot, Payment, snapshot_document
+from contract.types import OrderStatus, PaymentMethod, PaymentStatus
 from orders.models import Order
 
 
@@ -24,7 +25,7 @@ def order_snapshot(order: Order) -> dict[str, Any]:
         version=order.version,
         user_id=order.user_id,
         user_email=order.user.email,
-        status=order.status,
+        status=OrderStatus(order.status),
         total_amount=money(order.total_amount),
         currency=order.currency,
         items_count=sum(item.quantity for item in items),
@@ -39,7 +40,11 @@ def order_snapshot(order: Order) -> dict[str, Any]:
             )
             for item in items
         ],
-        payment=Payment(method=payment.method, status=payment.status, amount=money(payment.amount)),
+        payment=Payment(
+            method=PaymentMethod(payment.method),
+            status=PaymentStatus(payment.status),
+            amount=money(payment.amount),
+        ),
         created_at=order.created_at,
         updated_at=order.updated_at,
         deleted_at=order.deleted_at,

@@ -11,7 +11,7 @@ from outbox.services import outbox_event_retry
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class OutboxEventAdmin(admin.ModelAdmin):
     list_display = (
         "id",
         "event_type",

@@ -9,6 +9,7 @@ of commits therefore queues at most one run at a time, and no commit's rows wait
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from django.conf import settings
@@ -52,10 +53,8 @@ def relay_kick() -> None:
         app.send_task(RELAY_TASK, queue=settings.CELERY_TASK_DEFAULT_QUEUE, retry=False)
     except Exception as exc:
         logger.warning("relay kick could not be queued (beat will relay): %s", exc)
-        try:
+        with contextlib.suppress(Exception):  # the key expires by itself
             client.delete(key)
-        except Exception:
-            pass
 
 
 def relay_kick_consumed() -> None:

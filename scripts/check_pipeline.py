@@ -138,7 +138,7 @@ class VisibilityWatcher(threading.Thread):
         self.done = threading.Event()
         self.error: Exception | None = None
 
-    def run(self) -> None:  # type: ignore[override]
+    def run(self) -> None:
         client, db = clickhouse(), clickhouse_database()
         while not self.done.wait(self.interval):
             ids = list(self.order_run.order_ids)

@@ -5,6 +5,7 @@ single engine, with a single data directory, per process)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -72,10 +73,8 @@ def make_topic(kafka_admin: Any, kafka_brokers: int) -> Iterator[Callable[..., s
 
     yield make
     if created:
-        try:
+        with contextlib.suppress(Exception):  # cleanup is best effort; topic names never repeat
             kafka_admin.delete_topics(created, timeout_ms=30000)
-        except Exception:  # cleanup is best effort; topic names never repeat
-            pass
 
 
 @pytest.fixture

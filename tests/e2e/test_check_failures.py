@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import clickhouse_connect
 import pytest
+from clickhouse_connect.driver.exceptions import OperationalError
 
 from scripts.pipeline_checks import StageFailed, failed_stage_of, run_script
 
@@ -15,7 +16,7 @@ def _unreachable_clickhouse() -> None:
 
 
 def test_a_clickhouse_connection_error_names_the_clickhouse_stage() -> None:
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(OperationalError) as raised:
         _unreachable_clickhouse()
     failed = failed_stage_of(raised.value)
     assert failed.stage == "clickhouse"

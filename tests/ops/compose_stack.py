@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +30,6 @@ def services() -> dict[str, dict[str, Any]]:
 
 
 @cache
-def compose_spec_schema() -> dict[str, Any]:
-    """The compose-spec JSON schema as vendored by check-jsonschema (from the compose-spec project)."""
-    vendored = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
-    schema: dict[str, Any] = json.loads(vendored.read_text(encoding="utf-8"))
-    return schema
-
-
 def environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment", {})
     if isinstance(env, list):

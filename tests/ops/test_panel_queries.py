@@ -7,7 +7,6 @@ headline numbers must equal what the generated data says."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -176,11 +175,11 @@ def load_orders(client: Any, database: str, orders: list[Order]) -> None:
 
 
 @pytest.fixture
-def analytics(clickhouse_client: Any, clickhouse_database: str) -> Iterator[list[Order]]:
+def analytics(clickhouse_client: Any, clickhouse_database: str) -> list[Order]:
     migrate(clickhouse_client, clickhouse_database)
     orders = generate_orders(random.Random(7), 300)
     load_orders(clickhouse_client, clickhouse_database, orders)
-    yield orders
+    return orders
 
 
 def run_clickhouse(client: Any, database: str, query: PanelQuery) -> tuple[list[str], list[tuple[Any, ...]]]:
