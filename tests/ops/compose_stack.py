@@ -29,7 +29,6 @@ def services() -> dict[str, dict[str, Any]]:
     return found
 
 
-@cache
 def environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment", {})
     if isinstance(env, list):
