@@ -5,6 +5,8 @@
     python -m consumers migrate          # apply the ClickHouse schema, warehouse/schema.sql (idempotent)
     python -m consumers purge            # remove every version of orders deleted > 7 days ago
     python -m consumers query "SQL"...   # run queries in one process, print tab-separated rows
+    python -m consumers dlq list [--topic T] [--records]     # dead letters by reason and partition
+    python -m consumers dlq replay [--topic T] [--reason TEXT] [--source-partition N] [--dry-run]
 
 Configuration comes from environment variables (consumers/settings.py, README "Configuration").
 SIGTERM/SIGINT stop a consumer after its current step; an unfinished batch is left uncommitted.
@@ -19,8 +21,12 @@ import sys
 import threading
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
+from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
+from consumers import dead_letters
+from consumers.dead_letters import DeadLetterRunaway
+from consumers.kafka_io import make_producer
 from consumers.runner import stop_on_signals
 from consumers.settings import ConsumerSettings, SettingsError
 from warehouse.client import connect, query_rows
@@ -44,7 +50,36 @@ def _run_consumer(role: str, settings: ConsumerSettings) -> None:
         logging.getLogger("consumers").info("%s stopped", role)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _dead_letters(args: argparse.Namespace, settings: ConsumerSettings) -> None:
+    topic = args.topic or settings.order_events_dlq_topic
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    try:
+        letters = dead_letters.read_dead_letters(consumer, topic)
+    finally:
+        consumer.close()
+    chosen = dead_letters.select(letters, reason=args.reason, source_partition=args.source_partition)
+    if args.dlq_command == "list":
+        print(f"{len(chosen)} of {len(letters)} dead letters in {topic}")
+        for reason, partition, count in dead_letters.summary(chosen):
+            print(f"{count:>8}  partition {partition:<3} {reason}")
+        for letter in chosen if args.records else []:
+            print(
+                f"{letter.partition}@{letter.offset}  from {letter.source_topic}[{letter.source_partition}]"
+                f"@{letter.source_offset}  key={letter.key!r}  {letter.reason}"
+            )
+        return
+    if args.dry_run:
+        print(f"would replay {len(chosen)} of {len(letters)} dead letters from {topic}")
+        return
+    producer = make_producer(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="dlq-replay")
+    try:
+        sent = dead_letters.replay(producer, chosen)
+    finally:
+        producer.close(timeout=10)
+    print(f"replayed {sent} of {len(letters)} dead letters from {topic} to their source topics")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m consumers", description="Run a consumer role.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("transformer", help="order.events → orders_analytics")
@@ -53,28 +88,59 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("purge", help="remove every stored version of orders deleted more than 7 days ago")
     query = sub.add_parser("query", help="run SQL statements in order and print their rows")
     query.add_argument("sql", nargs="+")
-    args = parser.parse_args(argv)
+    dlq = sub.add_parser("dlq", help="inspect or replay a dead-letter topic")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    listing = dlq_commands.add_parser("list", help="count the dead letters by reason and source partition")
+    replaying = dlq_commands.add_parser("replay", help="send dead letters back to their source topic")
+    for parser_of in (listing, replaying):
+        parser_of.add_argument("--topic", help="the dead-letter topic (default: ORDER_EVENTS_DLQ_TOPIC)")
+        parser_of.add_argument("--reason", help="only dead letters whose reason contains this text")
+        parser_of.add_argument("--source-partition", type=int, help="only those from this partition")
+    listing.add_argument("--records", action="store_true", help="list every record, not only counts")
+    replaying.add_argument("--dry-run", action="store_true", help="say what would be replayed")
+    return parser
 
+
+def _run(args: argparse.Namespace, settings: ConsumerSettings) -> None:
+    if args.command in ("transformer", "sink"):
+        _run_consumer(args.command, settings)
+    elif args.command == "dlq":
+        _dead_letters(args, settings)
+    elif args.command == "migrate":
+        count = migrate(connect(settings.clickhouse_url), settings.clickhouse_database)
+        print(f"applied {count} statements to {settings.clickhouse_database}")
+    elif args.command == "purge":
+        from consumers.sink import purge_expired_orders
+
+        purge_expired_orders(connect(settings.clickhouse_url), settings.clickhouse_database)
+        print(f"purged orders deleted more than 7 days ago from {settings.clickhouse_database}")
+    else:
+        client = connect(settings.clickhouse_url)
+        for sql in args.sql:
+            for row in query_rows(client, sql):
+                print("\t".join(str(value) for value in row))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         settings = ConsumerSettings.from_env()
-        if args.command in ("transformer", "sink"):
-            _run_consumer(args.command, settings)
-        elif args.command == "migrate":
-            count = migrate(connect(settings.clickhouse_url), settings.clickhouse_database)
-            print(f"applied {count} statements to {settings.clickhouse_database}")
-        elif args.command == "purge":
-            from consumers.sink import purge_expired_orders
-
-            purge_expired_orders(connect(settings.clickhouse_url), settings.clickhouse_database)
-            print(f"purged orders deleted more than 7 days ago from {settings.clickhouse_database}")
-        else:
-            client = connect(settings.clickhouse_url)
-            for sql in args.sql:
-                for row in query_rows(client, sql):
-                    print("\t".join(str(value) for value in row))
-    except (SettingsError, ValueError) as exc:
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        _run(args, settings)
+    except DeadLetterRunaway as exc:
+        print(
+            f"stopped: {exc}. Nothing past the last commit was committed: fix the cause (or raise the"
+            " limit), then start the consumer again, and `python -m consumers dlq list` shows what"
+            " was set aside.",
+            file=sys.stderr,
+        )
+        return 3
+    except (ValueError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ClickHouseError as exc:

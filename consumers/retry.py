@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
-from consumers.runner import StopRequested
+from consumers.runner import Rejection, StopRequested, Write
 
 log = logging.getLogger(__name__)
 
@@ -16,20 +16,22 @@ T = TypeVar("T")
 
 
 def with_retries(
-    write: Callable[[Sequence[T]], None],
+    write: Write[T],
     *,
     stop_event: threading.Event,
     what: str,
     initial_delay: float = 0.5,
     max_delay: float = 30.0,
-) -> Callable[[Sequence[T]], None]:
-    def retrying_write(items: Sequence[T]) -> None:
+) -> Write[T]:
+    """Retries whatever `write` raises: the target is taken to be unavailable. Data the target
+    refuses is not raised but handed back as rejections, which pass through."""
+
+    def retrying_write(items: Sequence[T]) -> Sequence[Rejection] | None:
         delay = initial_delay
         attempt = 1
         while True:
             try:
-                write(items)
-                return
+                return write(items)
             except Exception as exc:
                 log.warning("%s failed (attempt %d, retrying in %.1fs): %r", what, attempt, delay, exc)
             if stop_event.wait(delay):

@@ -1,5 +1,7 @@
 """The consumer loop shared by every role, Arroyo-style: poll → decode (invalid → dead-letter
-queue) → batch by size and time → write → commit the exact offsets the write covered.
+queue) → batch by size and time → write (rows the target refuses as bad data → dead-letter queue)
+→ commit the exact offsets the write covered. A runaway limit stops the loop when too many records
+are dead-lettered (consumers/dead_letters.py).
 
 A batch is committed only after its write returned; anything that stops the loop before that
 (a crash, a signal, a rebalance that cannot flush) leaves the batch uncommitted, so Kafka
@@ -19,9 +21,10 @@ from typing import Generic, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
+from consumers.dead_letters import DeadLetterLimit
 from consumers.kafka_compat import GroupMembership
 from consumers.kafka_io import DeadLetterQueue
 from contract.events import InvalidEvent
@@ -29,6 +32,11 @@ from contract.events import InvalidEvent
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# What a write may hand back: the items (by index in the batch) the target refused as bad data,
+# with the reason. They go to the dead-letter topic; the rest of the batch was written.
+Rejection = tuple[int, str]
+Write = Callable[[Sequence[T]], Sequence[Rejection] | None]
 
 # Fault injection for crash tests: the process kills itself with SIGKILL after this many writes,
 # after the write and before the commit, the worst moment for at-least-once delivery.
@@ -42,6 +50,8 @@ class StopRequested(Exception):
 @dataclass
 class Batch(Generic[T]):
     items: list[T] = field(default_factory=list)
+    # The record each item was decoded from, for dead-lettering what the write refuses.
+    records: list[ConsumerRecord] = field(default_factory=list)
     # Next offset to commit per partition: covers the batch's items and its dead-lettered records.
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     # First offset per partition: where to rewind to when the batch is dropped uncommitted.
@@ -53,6 +63,7 @@ class Batch(Generic[T]):
             self.started_at = time.monotonic()
         if item is not None:
             self.items.append(item)
+            self.records.append(record)
         partition = TopicPartition(record.topic, record.partition)
         self.first_offsets.setdefault(partition, record.offset)
         self.offsets[partition] = record.offset + 1
@@ -65,17 +76,19 @@ class BatchingConsumer(Generic[T]):
         consumer: KafkaConsumer,
         topic: str,
         decode: Callable[[ConsumerRecord], T],
-        write: Callable[[Sequence[T]], None],
+        write: Write[T],
         dead_letters: DeadLetterQueue,
         max_batch_size: int,
         max_batch_seconds: float,
         min_write_interval: float = 0.0,
         stop_event: threading.Event | None = None,
+        dead_letter_limit: DeadLetterLimit | None = None,
     ) -> None:
         self._consumer = consumer
         self._decode = decode
         self._write = write
         self._dead_letters = dead_letters
+        self._dead_letter_limit = dead_letter_limit or DeadLetterLimit()
         self._max_batch_size = max_batch_size
         self._max_batch_seconds = max_batch_seconds
         self._min_write_interval = min_write_interval
@@ -125,15 +138,18 @@ class BatchingConsumer(Generic[T]):
             return
         try:
             if batch.items:
-                self._write(batch.items)
+                rejected = self._write(batch.items) or ()
                 self._writes += 1
                 if self._crash_after_writes and self._writes >= self._crash_after_writes:
                     os.kill(os.getpid(), signal.SIGKILL)
+                for index, reason in rejected:
+                    self._dead_letter(batch.records[index], reason)
             commits = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.offsets.items()}
             self._consumer.commit(commits)
-        except CommitFailedError:
-            # The group moved our partitions on (e.g. a write retried past max.poll.interval.ms):
-            # the new owner re-reads this batch, and writing it twice is harmless.
+        except (CommitFailedError, RebalanceInProgressError):
+            # The group moved our partitions on (e.g. a write retried past max.poll.interval.ms),
+            # or is moving them while kafka-python rejoins: the owner after the rebalance re-reads
+            # this batch, and writing it twice is harmless.
             log.warning("commit refused after a rebalance; %d items will be redelivered", len(batch.items))
             self.abandon()
             return
@@ -158,13 +174,25 @@ class BatchingConsumer(Generic[T]):
 
     def _decode_or_dead_letter(self, record: ConsumerRecord) -> T | None:
         try:
-            return self._decode(record)
+            item = self._decode(record)
         except InvalidEvent as exc:
-            log.warning(
-                "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc.reason
-            )
-            self._dead_letters.send(record, exc.reason)
+            self._dead_letter(record, exc.reason)
             return None
+        except Exception as exc:
+            # A fault of ours on one record (a bug, a value nobody foresaw) must not stop the
+            # partition, nor crash the process into reading the same record on every restart.
+            log.exception(
+                "unexpected error decoding %s[%d]@%d", record.topic, record.partition, record.offset
+            )
+            self._dead_letter(record, f"unexpected {type(exc).__name__}: {exc}")
+            return None
+        self._dead_letter_limit.record(dead=False)
+        return item
+
+    def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        self._dead_letters.send(record, reason)
+        self._dead_letter_limit.record(dead=True, reason=reason)
 
     def _at_end(self, partition: TopicPartition, next_offset: int) -> bool:
         """Whether `next_offset` is the end of the partition as of the last fetch (its high

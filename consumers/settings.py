@@ -6,9 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import environment
+from consumers.dead_letters import DeadLetterLimit
 from environment import Env, SettingsError, env_float, env_int, env_str
 
 __all__ = ["ConsumerSettings", "SettingsError"]
+
+
+def _share(value: float) -> float:
+    if value > 1:
+        raise SettingsError(f"CONSUMER_DLQ_MAX_SHARE must be a share between 0 and 1, got {value}")
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +38,15 @@ class ConsumerSettings:
     # How long the group waits for a silent (e.g. killed) member before giving its partitions to
     # another: Kafka's default; the broker accepts 6000 to 300000.
     session_timeout_ms: int = 45_000
+    # The runaway limit on dead letters (consumers/dead_letters.py).
+    dlq_max_consecutive: int = 100
+    dlq_max_share: float = 0.5
+    dlq_window: int = 1000
+
+    def dead_letter_limit(self) -> DeadLetterLimit:
+        return DeadLetterLimit(
+            max_consecutive=self.dlq_max_consecutive, max_share=self.dlq_max_share, window=self.dlq_window
+        )
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> ConsumerSettings:
@@ -51,4 +67,7 @@ class ConsumerSettings:
             batch_seconds=env_float("CONSUMER_BATCH_SECONDS", 1.0, env, positive=True),
             min_write_interval=env_float("CONSUMER_MIN_WRITE_INTERVAL", 0.2, env, positive=True),
             session_timeout_ms=env_int("CONSUMER_SESSION_TIMEOUT_MS", 45_000, env, minimum=6000),
+            dlq_max_consecutive=env_int("CONSUMER_DLQ_MAX_CONSECUTIVE", 100, env, minimum=1),
+            dlq_max_share=_share(env_float("CONSUMER_DLQ_MAX_SHARE", 0.5, env, positive=True)),
+            dlq_window=env_int("CONSUMER_DLQ_WINDOW", 1000, env, minimum=1),
         )

@@ -13,17 +13,19 @@ purge deletes every stored version of orders deleted more than 7 days ago."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
+from clickhouse_connect.driver.exceptions import DatabaseError
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
 from consumers.retry import with_retries
-from consumers.runner import BatchingConsumer
+from consumers.runner import BatchingConsumer, Rejection
 from consumers.settings import ConsumerSettings
 from contract.rows import ORDER_COLUMNS, AnalyticsRow, clickhouse_line, decode_row
 from warehouse.client import SYNC_INSERT_SETTINGS, ClickHouseClient, check_identifier, connect
@@ -53,15 +55,60 @@ def purge_expired_orders(client: ClickHouseClient, database: str, order_ids: Ite
     client.command(f"DELETE FROM {database}.orders_analytics WHERE {condition}")
 
 
+# ClickHouse's error codes for data it cannot store, as opposed to "unavailable": CANNOT_PARSE_TEXT,
+# CANNOT_PARSE_QUOTED_STRING, CANNOT_PARSE_INPUT_ASSERTION_FAILED, CANNOT_PARSE_DATE,
+# CANNOT_PARSE_DATETIME, TYPE_MISMATCH, ARGUMENT_OUT_OF_BOUND (e.g. "Decimal value is too big"),
+# CANNOT_CONVERT_TYPE, CANNOT_PARSE_NUMBER, INCORRECT_DATA, VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE,
+# DECIMAL_OVERFLOW. Retrying such an insert fails the same way for ever.
+BAD_DATA_CODES = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 321, 407})
+
+
+def bad_data_reason(exc: BaseException) -> str | None:
+    """The reason to dead-letter a row with, when ClickHouse refused it as bad data; None when the
+    error means ClickHouse is unavailable (or anything else worth retrying)."""
+    if not isinstance(exc, DatabaseError):
+        return None
+    code = getattr(exc, "code", None)
+    if not isinstance(code, int):  # the HTTP client keeps the code in the message only
+        found = re.search(r"Code: (\d+)", str(exc))
+        code = int(found.group(1)) if found else None
+    if code not in BAD_DATA_CODES:
+        return None
+    message = " ".join(str(exc).split())
+    return f"ClickHouse refused the row (code {code}): {message}"[:1000]
+
+
 class ClickHouseWriter:
-    """Writes analytics rows; safe to call again with the same rows after any failure."""
+    """Writes analytics rows; safe to call again with the same rows after any failure.
+
+    A batch ClickHouse refuses as bad data is split in halves until the rows it refuses are
+    isolated: those come back as rejections for the dead-letter topic, and every other row is
+    written. Any other error is raised, for the caller to retry."""
 
     def __init__(self, client: ClickHouseClient, database: str) -> None:
         self._client = client
         self._database = check_identifier(database)
         self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
 
-    def write(self, rows: Sequence[AnalyticsRow]) -> None:
+    def write(self, rows: Sequence[AnalyticsRow]) -> list[Rejection]:
+        return self._write_isolating(rows, range(len(rows)))
+
+    def _write_isolating(self, rows: Sequence[AnalyticsRow], indexes: range) -> list[Rejection]:
+        try:
+            self._write_all([rows[i] for i in indexes])
+        except DatabaseError as exc:
+            reason = bad_data_reason(exc)
+            if reason is None:
+                raise
+            if len(indexes) == 1:
+                return [(indexes[0], reason)]
+            middle = len(indexes) // 2
+            return self._write_isolating(rows, indexes[:middle]) + self._write_isolating(
+                rows, indexes[middle:]
+            )
+        return []
+
+    def _write_all(self, rows: Sequence[AnalyticsRow]) -> None:
         deletes = [row for row in rows if row.is_deleted]
         if deletes:
             # Tombstones first: if the order insert below fails, the retry finds them in place.
@@ -161,5 +208,6 @@ def build_sink(
         max_batch_seconds=settings.batch_seconds,
         min_write_interval=settings.min_write_interval,
         stop_event=stop_event,
+        dead_letter_limit=settings.dead_letter_limit(),
     )
     return loop, consumer, producer

@@ -92,5 +92,6 @@ def build_transformer(
         max_batch_seconds=settings.batch_seconds,
         min_write_interval=settings.min_write_interval,
         stop_event=stop_event,
+        dead_letter_limit=settings.dead_letter_limit(),
     )
     return loop, consumer, producer

@@ -6,7 +6,7 @@ InvalidEvent with a reason naming the field, and the consumer dead-letters the r
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 from msgspec.structs import force_setattr
@@ -27,6 +27,8 @@ from contract.types import (
     UInt64,
     utc_in_range,
 )
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class InvalidEvent(ValueError):
@@ -106,19 +108,21 @@ _envelope_decoder = msgspec.json.Decoder(Envelope)
 
 def decode_envelope(value: bytes | None) -> Envelope:
     """Parses and validates one record value of `order.events`."""
+    return decode_with(_envelope_decoder, value, "envelope")
+
+
+def decode_with(decoder: msgspec.json.Decoder[S], value: bytes | None, what: str) -> S:
+    """One record value decoded and validated, or InvalidEvent with msgspec's reason (the field's
+    path and rule; the money pattern said in words)."""
     if value is None:
         raise InvalidEvent("record has no value")
     try:
-        return _envelope_decoder.decode(value)
+        return decoder.decode(value)
     except msgspec.ValidationError as exc:
-        raise InvalidEvent(f"envelope: {readable(exc)}") from exc
+        reason = str(exc).replace(f"`str` matching regex {MONEY_PATTERN!r}", MONEY_RULE)
+        raise InvalidEvent(f"{what}: {reason}") from exc
     except msgspec.DecodeError as exc:  # invalid JSON or invalid UTF-8
         raise InvalidEvent(f"value is not UTF-8 JSON: {exc}") from exc
-
-
-def readable(error: msgspec.ValidationError) -> str:
-    """msgspec's message, with the money pattern said in words."""
-    return str(error).replace(f"`str` matching regex {MONEY_PATTERN!r}", MONEY_RULE)
 
 
 def snapshot_document(snapshot: OrderSnapshot) -> dict[str, object]:

@@ -12,7 +12,7 @@ from typing import Literal
 import msgspec
 from msgspec.structs import force_setattr
 
-from contract.events import InvalidEvent, OrderItem, readable
+from contract.events import OrderItem, decode_with
 from contract.types import (
     DATE_RANGE,
     EventType,
@@ -78,14 +78,7 @@ def encode_row(row: AnalyticsRow) -> bytes:
 
 def decode_row(value: bytes | None) -> AnalyticsRow:
     """Parses and validates one record value of `orders_analytics`."""
-    if value is None:
-        raise InvalidEvent("record has no value")
-    try:
-        return _row_decoder.decode(value)
-    except msgspec.ValidationError as exc:
-        raise InvalidEvent(f"analytics row: {readable(exc)}") from exc
-    except msgspec.DecodeError as exc:
-        raise InvalidEvent(f"value is not UTF-8 JSON: {exc}") from exc
+    return decode_with(_row_decoder, value, "analytics row")
 
 
 def _clickhouse_time(moment: datetime) -> str:
