@@ -318,9 +318,61 @@ def _await_round(producer: Any, sent: _Round) -> None:
             sent.errors[event.pk] = future.exception if future.is_done else TimeoutError("no ack in time")
 
 
-def publish_runs(runs: list[list[ClaimedEvent]], *, topic: str) -> _Publication:
+@dataclass
+class Lease:
+    """This relay's hold on the rows it claimed: until `expires_at` (monotonic), no other relay
+    claims them. Measured from before the claim, so it never outlives the lease in the table."""
+
+    relay_id: str
+    expires_at: float
+
+
+def _round_seconds() -> float:
+    """The longest a round of sends may take: the flush timeout, and a second for the marking."""
+    return settings.KAFKA_PRODUCER_DELIVERY_TIMEOUT + 5 + 1
+
+
+def _hold_for_round(
+    lease: Lease, active: list[list[ClaimedEvent]], depth: int, result: _Publication
+) -> list[list[ClaimedEvent]]:
+    """The runs this relay may still send a round of. While the lease outlasts the round, all of
+    them; otherwise the lease of the rows still to be sent is renewed where this relay still holds
+    it, and a run is cut at its first row another relay has taken since (after a lease ran out):
+    sending it could put an older version after a newer one the other relay sent."""
+    if time.monotonic() + _round_seconds() < lease.expires_at:
+        return active
+    renewed_at = time.monotonic()
+    pending = [event.pk for run in active for event in run[depth:]]
+    now = timezone.now()
+    with transaction.atomic():
+        held_rows = OutboxEvent.objects.filter(
+            pk__in=pending, locked_by=lease.relay_id, status=OutboxStatus.PENDING
+        )
+        held_rows.update(locked_until=now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS))
+        held = set(held_rows.values_list("pk", flat=True))
+    lease.expires_at = renewed_at + settings.OUTBOX_LEASE_SECONDS
+    still_held = []
+    for run in active:
+        rest = run[depth:]
+        kept = next((i for i, event in enumerate(rest) if event.pk not in held), len(rest))
+        if kept < len(rest):
+            # What is still ours past the cut waits for a later batch, released unsent.
+            result.unsent.extend(event.pk for event in rest[kept:] if event.pk in held)
+            logger.warning(
+                "outbox lease of %s %s lost from version %s on: another relay has it",
+                rest[0].aggregate_type,
+                rest[0].aggregate_id,
+                rest[kept].aggregate_version,
+            )
+        if kept:
+            still_held.append(run[: depth + kept])
+    return still_held
+
+
+def publish_runs(runs: list[list[ClaimedEvent]], *, topic: str, lease: Lease) -> _Publication:
     """Publishes the runs round by round: an event goes out only once the previous version of its
-    aggregate was acknowledged. A failed event holds back the rest of its own run only."""
+    aggregate was acknowledged, and only while this relay's lease on it holds. A failed event
+    holds back the rest of its own run only."""
     result = _Publication()
     try:
         producer = producer_get()
@@ -331,6 +383,9 @@ def publish_runs(runs: list[list[ClaimedEvent]], *, topic: str) -> _Publication:
     active = list(runs)
     depth = 0
     while active:
+        active = _hold_for_round(lease, active, depth, result)
+        if not active:
+            break
         sent = _send_round(producer, active, depth, topic)
         _await_round(producer, sent)
         result.published.extend(sent.acknowledged)
@@ -384,31 +439,11 @@ def mark_results(publication: _Publication, *, relay_id: str) -> tuple[int, int]
             OutboxEvent.objects.filter(pk__in=publication.published, status=OutboxStatus.PENDING).update(
                 status=OutboxStatus.PUBLISHED, published_at=now, locked_by="", locked_until=None
             )
-        for event in OutboxEvent.objects.filter(
+        held = OutboxEvent.objects.filter(
             pk__in=list(publication.failures), locked_by=relay_id, status=OutboxStatus.PENDING
-        ):
-            event.attempts += 1
-            event.last_error = publication.failures[event.pk]
-            event.locked_by, event.locked_until = "", None
-            if event.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
-                event.status = OutboxStatus.FAILED
-                event.next_attempt_at = None
-                parked += 1
-                logger.error(
-                    "outbox event %s parked after %s attempts: %s", event, event.attempts, event.last_error
-                )
-            else:
-                event.next_attempt_at = now + timedelta(seconds=retry_delay(event.attempts))
-            event.save(
-                update_fields=[
-                    "attempts",
-                    "last_error",
-                    "locked_by",
-                    "locked_until",
-                    "status",
-                    "next_attempt_at",
-                ]
-            )
+        )
+        for pk, attempts in held.values_list("pk", "attempts"):
+            parked += _charge_attempt(pk, attempts, publication.failures[pk], relay_id=relay_id, now=now)
         if publication.unsent:
             OutboxEvent.objects.filter(pk__in=publication.unsent, locked_by=relay_id).update(
                 locked_by="", locked_until=None
@@ -416,16 +451,39 @@ def mark_results(publication: _Publication, *, relay_id: str) -> tuple[int, int]
     return len(publication.failures), parked
 
 
+def _charge_attempt(pk: int, attempts: int, error: str, *, relay_id: str, now: datetime) -> int:
+    """Counts a failed attempt on a row, backing it off or parking it after the last attempt;
+    returns 1 if it was parked. Written only if the row is still as this relay left it: leased by
+    it, pending and with the attempts just read. Otherwise a concurrent claim won it meanwhile,
+    and a plain save would steal that relay's lease, undo its publication or park a delivered row."""
+    attempts += 1
+    park = attempts >= settings.OUTBOX_MAX_ATTEMPTS
+    changed = OutboxEvent.objects.filter(
+        pk=pk, locked_by=relay_id, status=OutboxStatus.PENDING, attempts=attempts - 1
+    ).update(
+        attempts=attempts,
+        last_error=error,
+        locked_by="",
+        locked_until=None,
+        status=OutboxStatus.FAILED if park else OutboxStatus.PENDING,
+        next_attempt_at=None if park else now + timedelta(seconds=retry_delay(attempts)),
+    )
+    if changed and park:
+        logger.error("outbox event %s parked after %s attempts: %s", pk, attempts, error)
+    return int(bool(changed and park))
+
+
 # --- batches and runs ---------------------------------------------------------------------------
 
 
 def relay_batch(*, relay_id: str, batch_size: int, topic: str) -> BatchResult:
     started = time.perf_counter()
+    lease = Lease(relay_id, time.monotonic() + settings.OUTBOX_LEASE_SECONDS)
     runs = claim_batch(relay_id=relay_id, batch_size=batch_size)
     claimed = sum(len(run) for run in runs)
     if not claimed:
         return BatchResult()
-    publication = publish_runs(runs, topic=topic)
+    publication = publish_runs(runs, topic=topic, lease=lease)
     if settings.OUTBOX_FAULT_EXIT_AFTER_PRODUCE and publication.published:
         # Test hook: die like a kill -9 between Kafka's ack and the marking transaction.
         logger.error(
