@@ -3,16 +3,49 @@ acks=all producer, and a dead-letter queue that records why and where a message 
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 SEND_TIMEOUT_SECONDS = 30.0
 # Room for a whole consumer batch of rows per partition in one producer batch: with kafka-python's
 # 16 KB default every ~30 rows close a batch, wake the sender thread and make a request of their
 # own, which cost the transformer more CPU than its own work.
 PRODUCER_BATCH_BYTES = 512 * 1024
+
+
+def retrying(
+    what: str,
+    call: Callable[[], R],
+    *,
+    timeout: float = 30.0,
+    initial_delay: float = 0.2,
+    max_delay: float = 2.0,
+) -> R:
+    """`call()`, retried while it raises one of Kafka's retriable errors (a group coordinator that
+    moved, a partition leader being elected, a request that timed out), with a capped backoff for
+    up to `timeout` seconds; each wait is logged with what it waited for. Coordinator moves are
+    routine in a 3-node cluster, and a check or probe must not fail on one. Any other error, or a
+    retriable one past the timeout, is raised."""
+    deadline = time.monotonic() + timeout
+    delay = initial_delay
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not getattr(exc, "retriable", False) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: %s, retrying in %.1fs", what, type(exc).__name__, delay)
+        time.sleep(delay)
+        delay = min(delay * 2, max_delay)
 
 
 def make_consumer(

@@ -25,6 +25,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from consumers.kafka_io import retrying
 from consumers.settings import ConsumerSettings
 from scripts.check_pipeline import Run, Stages
 from scripts.pipeline_checks import (
@@ -63,7 +64,7 @@ def end_offsets(consumer: KafkaConsumer, topic: str) -> dict[Any, int]:
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     if not partitions:
         raise StageFailed("Kafka", f"topic {topic} does not exist")
-    return dict(consumer.end_offsets(partitions))
+    return dict(retrying(f"reading the end offsets of {topic}", lambda: consumer.end_offsets(partitions)))
 
 
 def deleted_events(consumer: KafkaConsumer, start: dict[Any, int], order_ids: set[int]) -> set[int]:
@@ -71,7 +72,7 @@ def deleted_events(consumer: KafkaConsumer, start: dict[Any, int], order_ids: se
     consumer.assign(list(start))
     for tp, offset in start.items():
         consumer.seek(tp, offset)
-    end = consumer.end_offsets(list(start))
+    end = retrying("reading the end offsets of the events topic", lambda: consumer.end_offsets(list(start)))
     found: set[int] = set()
     while any(consumer.position(tp) < end[tp] for tp in start):
         for records in consumer.poll(timeout_ms=1000).values():

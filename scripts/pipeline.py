@@ -33,6 +33,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 import environment
 from consumers.kafka_compat import partition_leader
+from consumers.kafka_io import retrying
 from consumers.settings import ConsumerSettings
 from environment import SettingsError, env_int, env_str
 
@@ -231,7 +232,9 @@ def assigned_partitions(group: str) -> int:
         bootstrap_servers=servers, client_id="pipeline-supervisor", request_timeout_ms=5000
     )
     try:
-        described = admin.describe_groups([group]).get(group, {})
+        described = retrying(f"describing group {group}", lambda: admin.describe_groups([group])).get(
+            group, {}
+        )
     finally:
         admin.close()
     return sum(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import environment
+from consumers.kafka_io import retrying
 
 
 class StageFailed(Exception):
@@ -165,16 +166,22 @@ def kafka_state(admin: Any, topic: str, group: str) -> TopicState:
     from kafka import TopicPartition
     from kafka.admin import OffsetSpec
 
+    described = retrying(f"describing topic {topic}", lambda: admin.describe_topics([topic]))
     partitions = [
         TopicPartition(topic, p["partition_index"])
-        for description in admin.describe_topics([topic])
+        for description in described
         for p in description["partitions"]
     ]
     if not partitions:
         raise StageFailed("Kafka", f"topic {topic} does not exist")
-    ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in partitions})
+    ends = retrying(
+        f"reading the end offsets of {topic}",
+        lambda: admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in partitions}),
+    )
     end = {(tp.topic, tp.partition): value.offset for tp, value in ends.items()}
-    committed_raw = admin.list_group_offsets({group: None}).get(group, {})
+    committed_raw = retrying(
+        f"reading the offsets group {group} committed", lambda: admin.list_group_offsets({group: None})
+    ).get(group, {})
     committed = {(tp.topic, tp.partition): m.offset for tp, m in committed_raw.items() if m.offset >= 0}
     lag = sum(offset - committed.get(key, 0) for key, offset in end.items())
     return TopicState(topic, sum(end.values()), group, lag)
