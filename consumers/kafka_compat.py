@@ -28,6 +28,12 @@ reproduces each one.
 4. Partition leaders. KafkaConsumer lists a topic's partitions but not their leaders, and a
    partition whose leader is not elected yet is no partition to a consumer. partition_leader reads
    the leader from the client's private cluster metadata.
+
+5. A group coordinator that moved. KafkaAdminClient caches each group's coordinator in its cluster
+   metadata and never drops the entry when that broker answers NotCoordinator: every retry asks the
+   same broker again, so a routine coordinator move fails offset reads for good. This once cost
+   `make bench` its whole pipeline stage. forget_group_coordinator drops the entry, so the next
+   call looks the coordinator up afresh.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.protocol.metadata import CoordinatorType
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +168,9 @@ class _TrackAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: object) -> None:
         self._membership.assigned(time.monotonic())
+
+
+def forget_group_coordinator(admin: Any, group: str) -> None:
+    """Drops the admin client's cached coordinator of `group` (fault 5), so its next request for
+    the group finds the coordinator again."""
+    admin._manager.cluster._coordinators.pop((CoordinatorType.GROUP, group), None)

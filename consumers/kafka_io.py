@@ -29,12 +29,14 @@ def retrying(
     timeout: float = 30.0,
     initial_delay: float = 0.2,
     max_delay: float = 2.0,
+    on_retry: Callable[[Exception], None] | None = None,
 ) -> R:
     """`call()`, retried while it raises one of Kafka's retriable errors (a group coordinator that
     moved, a partition leader being elected, a request that timed out), with a capped backoff for
     up to `timeout` seconds; each wait is logged with what it waited for. Coordinator moves are
-    routine in a 3-node cluster, and a check or probe must not fail on one. Any other error, or a
-    retriable one past the timeout, is raised."""
+    routine in a 3-node cluster, and a check or probe must not fail on one. `on_retry` runs before
+    each retry (e.g. to forget a stale coordinator). Any other error, or a retriable one past the
+    timeout, is raised."""
     deadline = time.monotonic() + timeout
     delay = initial_delay
     while True:
@@ -44,6 +46,8 @@ def retrying(
             if not getattr(exc, "retriable", False) or time.monotonic() + delay > deadline:
                 raise
             log.warning("%s: %s, retrying in %.1fs", what, type(exc).__name__, delay)
+            if on_retry is not None:
+                on_retry(exc)
         time.sleep(delay)
         delay = min(delay * 2, max_delay)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import environment
+from consumers.kafka_compat import forget_group_coordinator
 from consumers.kafka_io import retrying
 
 # The configs worth seeing when describing a topic (the rest are broker defaults).
@@ -182,7 +183,9 @@ def consumer_lag(admin: Any, group: str) -> str:
     if group not in {g for g, _ in _group_ids(admin)}:
         raise KafkaAdminError(f"no consumer group named {group!r}; `make kafka-consumer-groups` lists them")
     offsets = retrying(
-        f"reading the offsets of group {group}", lambda: admin.list_group_offsets({group: None})
+        f"reading the offsets of group {group}",
+        lambda: admin.list_group_offsets({group: None}),
+        on_retry=lambda _: forget_group_coordinator(admin, group),
     ).get(group, {})
     committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
     if not committed:

@@ -32,7 +32,7 @@ from typing import IO
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 import environment
-from consumers.kafka_compat import partition_leader
+from consumers.kafka_compat import forget_group_coordinator, partition_leader
 from consumers.kafka_io import retrying
 from consumers.settings import ConsumerSettings
 from environment import SettingsError, env_int, env_str
@@ -232,9 +232,11 @@ def assigned_partitions(group: str) -> int:
         bootstrap_servers=servers, client_id="pipeline-supervisor", request_timeout_ms=5000
     )
     try:
-        described = retrying(f"describing group {group}", lambda: admin.describe_groups([group])).get(
-            group, {}
-        )
+        described = retrying(
+            f"describing group {group}",
+            lambda: admin.describe_groups([group]),
+            on_retry=lambda _: forget_group_coordinator(admin, group),
+        ).get(group, {})
     finally:
         admin.close()
     return sum(

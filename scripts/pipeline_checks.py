@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import environment
+from consumers.kafka_compat import forget_group_coordinator
 from consumers.kafka_io import retrying
 
 
@@ -180,7 +181,9 @@ def kafka_state(admin: Any, topic: str, group: str) -> TopicState:
     )
     end = {(tp.topic, tp.partition): value.offset for tp, value in ends.items()}
     committed_raw = retrying(
-        f"reading the offsets group {group} committed", lambda: admin.list_group_offsets({group: None})
+        f"reading the offsets group {group} committed",
+        lambda: admin.list_group_offsets({group: None}),
+        on_retry=lambda _: forget_group_coordinator(admin, group),
     ).get(group, {})
     committed = {(tp.topic, tp.partition): m.offset for tp, m in committed_raw.items() if m.offset >= 0}
     lag = sum(offset - committed.get(key, 0) for key, offset in end.items())

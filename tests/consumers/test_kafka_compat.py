@@ -17,10 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import NotCoordinatorError
+from kafka.protocol.metadata import CoordinatorType
 
-from consumers.kafka_compat import coordinator_of, partition_leader, silent_heartbeat
-from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
+from consumers.kafka_compat import (
+    coordinator_of,
+    forget_group_coordinator,
+    partition_leader,
+    silent_heartbeat,
+)
+from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer, retrying
 from consumers.runner import BatchingConsumer
 
 
@@ -193,3 +200,37 @@ def test_a_session_timeout_of_silence_rejoins_once_the_membership_is_two_session
     )
     never = _verdict(math.inf, since_assigned=None, since_subscribed=2 * SESSION)
     assert never is not None and never.startswith("no heartbeat since it joined (session timeout 10s)")
+
+
+def _admin_with_a_stale_coordinator(bootstrap: list[str], group: str) -> Any:
+    """An admin client whose cached coordinator of `group` is a broker that is not it: what a
+    coordinator move leaves behind (forced through the private cache, as nothing public can)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin.list_group_offsets({group: None})  # caches the real coordinator
+    cluster = admin._manager.cluster
+    real = cluster.get_coordinator(group, CoordinatorType.GROUP)
+    other = next(broker.node_id for broker in cluster.brokers() if broker.node_id != real)
+    cluster._coordinators[(CoordinatorType.GROUP, group)] = other
+    return admin
+
+
+@pytest.mark.kafka
+def test_a_stale_group_coordinator_is_forgotten_so_the_retry_finds_the_new_one(
+    kafka_bootstrap: list[str], kafka_group: str, kafka_brokers: int
+) -> None:
+    if kafka_brokers < 2:
+        pytest.fail("needs the 3-node cluster: one broker is every group's coordinator")
+    admin = _admin_with_a_stale_coordinator(kafka_bootstrap, kafka_group)
+    try:
+        # The fault: the client asks the same wrong broker on every retry.
+        with pytest.raises(NotCoordinatorError):
+            retrying("reading offsets", lambda: admin.list_group_offsets({kafka_group: None}), timeout=1.0)
+        offsets = retrying(
+            "reading offsets",
+            lambda: admin.list_group_offsets({kafka_group: None}),
+            on_retry=lambda _: forget_group_coordinator(admin, kafka_group),
+            timeout=10.0,
+        )
+    finally:
+        admin.close()
+    assert offsets == {kafka_group: {}}
