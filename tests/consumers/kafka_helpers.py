@@ -5,15 +5,49 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
 from consumers.settings import ConsumerSettings
 from tests.consumers.factories import kafka_headers, kafka_value
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+@dataclass(frozen=True)
+class LoopClients:
+    """What a consumer loop under test reads from and dead-letters to."""
+
+    topic: str
+    consumer: KafkaConsumer
+    dead_letters: DeadLetterQueue
+
+
+def loop_clients(
+    closing: ExitStack,
+    make_topic: Callable[..., str],
+    bootstrap: list[str],
+    group: str,
+    name: str,
+    *,
+    partitions: int = 1,
+    session_timeout_ms: int = 6000,
+) -> LoopClients:
+    """A fresh topic and its dead-letter topic, a group consumer and the dead-letter producer;
+    `closing` closes both clients when the test ends."""
+    topic, dlq = make_topic(name, partitions=partitions), make_topic(f"{name}-dlq", partitions=1)
+    consumer = make_consumer(
+        bootstrap_servers=bootstrap, group_id=group, client_id=name, session_timeout_ms=session_timeout_ms
+    )
+    closing.callback(consumer.close, autocommit=False)
+    producer = make_producer(bootstrap_servers=bootstrap, client_id=f"{name}-dlq")
+    closing.callback(producer.close, timeout=10)
+    return LoopClients(topic, consumer, DeadLetterQueue(producer, dlq))
 
 
 def event_records(events: Iterable[dict[str, Any]]) -> list[Record]:

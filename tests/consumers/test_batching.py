@@ -6,13 +6,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 
 import pytest
 from kafka import KafkaProducer
 
-from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
 from consumers.runner import BatchingConsumer
-from tests.consumers.kafka_helpers import drive, produce
+from tests.consumers.kafka_helpers import drive, loop_clients, produce
 
 
 class Recorder:
@@ -35,37 +35,27 @@ class Recorder:
 def make_loop(
     kafka_bootstrap: list[str], make_topic: Callable[..., str], kafka_group: str
 ) -> Iterator[Callable[..., tuple[BatchingConsumer[bytes], Recorder, str]]]:
-    closers: list[Callable[[], None]] = []
+    closing = ExitStack()
 
     def make(
         *, max_batch_size: int, max_batch_seconds: float, min_write_interval: float
     ) -> tuple[BatchingConsumer[bytes], Recorder, str]:
-        topic, dlq = make_topic("batching", partitions=1), make_topic("batching-dlq", partitions=1)
-        consumer = make_consumer(
-            bootstrap_servers=kafka_bootstrap,
-            group_id=kafka_group,
-            client_id="batching",
-            session_timeout_ms=6000,
-        )
-        producer = make_producer(bootstrap_servers=kafka_bootstrap, client_id="batching-dlq")
-        closers.append(lambda: consumer.close(autocommit=False))
-        closers.append(lambda: producer.close(timeout=10))
+        clients = loop_clients(closing, make_topic, kafka_bootstrap, kafka_group, "batching")
         recorder = Recorder()
         loop: BatchingConsumer[bytes] = BatchingConsumer(
-            consumer=consumer,
-            topic=topic,
+            consumer=clients.consumer,
+            topic=clients.topic,
             decode=lambda record: bytes(record.value),
             write=recorder.write,
-            dead_letters=DeadLetterQueue(producer, dlq),
+            dead_letters=clients.dead_letters,
             max_batch_size=max_batch_size,
             max_batch_seconds=max_batch_seconds,
             min_write_interval=min_write_interval,
         )
-        return loop, recorder, topic
+        return loop, recorder, clients.topic
 
-    yield make
-    for close in closers:
-        close()
+    with closing:
+        yield make
 
 
 def _values(count: int, start: int = 0) -> list[bytes]:

@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +28,9 @@ from consumers.kafka_compat import (
     partition_leader,
     silent_heartbeat,
 )
-from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer, retrying
+from consumers.kafka_io import retrying
 from consumers.runner import BatchingConsumer
+from tests.consumers.kafka_helpers import loop_clients
 
 
 def _step_until(loop: BatchingConsumer[Any], done: Callable[[], bool], seconds: float) -> bool:
@@ -54,36 +56,30 @@ def joined(
 ) -> Iterator[Callable[..., Joined]]:
     """Makes a loop over a fresh topic that collects what it writes, steps it until it owns its
     partitions and past the second rebalance that follows a first join; closes it after the test."""
-    closers: list[Callable[[], None]] = []
+    closing = ExitStack()
 
     def make(name: str, *, partitions: int, session_timeout_ms: int) -> Joined:
-        topic, dlq = make_topic(name, partitions=partitions), make_topic(f"{name}-dlq", partitions=1)
-        consumer = make_consumer(
-            bootstrap_servers=kafka_bootstrap,
-            group_id=kafka_group,
-            client_id=name,
-            session_timeout_ms=session_timeout_ms,
-        )
-        dlq_producer = make_producer(bootstrap_servers=kafka_bootstrap, client_id=f"{name}-dlq")
-        closers.append(lambda: consumer.close(autocommit=False))
-        closers.append(lambda: dlq_producer.close(timeout=10))
+        clients = loop_clients(
+            closing, make_topic, kafka_bootstrap, kafka_group, name,
+            partitions=partitions, session_timeout_ms=session_timeout_ms,
+        )  # fmt: skip
+        consumer = clients.consumer
         written: list[bytes] = []
         loop: BatchingConsumer[bytes] = BatchingConsumer(
             consumer=consumer,
-            topic=topic,
+            topic=clients.topic,
             decode=lambda record: bytes(record.value),
             write=written.extend,
-            dead_letters=DeadLetterQueue(dlq_producer, dlq),
+            dead_letters=clients.dead_letters,
             max_batch_size=100,
             max_batch_seconds=0.2,
         )
         assert _step_until(loop, lambda: bool(consumer.assignment()), 30), "never joined the group"
         _step_until(loop, lambda: False, 3)  # past the second rebalance that follows a first join
-        return Joined(consumer, loop, topic, written)
+        return Joined(consumer, loop, clients.topic, written)
 
-    yield make
-    for close in closers:
-        close()
+    with closing:
+        yield make
 
 
 def test_a_join_the_client_stopped_driving_is_finished_at_once(

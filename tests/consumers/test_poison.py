@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,13 +18,12 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import RebalanceInProgressError
 
 from consumers.dead_letters import DeadLetterLimit, DeadLetterRunaway
-from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
 from consumers.runner import BatchingConsumer, Rejection
 from consumers.sink import ClickHouseWriter
 from consumers.transformer import transform
 from contract.events import decode_envelope
 from tests.consumers.factories import base_order, history, kafka_value
-from tests.consumers.kafka_helpers import committed_offsets, drive, produce, read_topic
+from tests.consumers.kafka_helpers import committed_offsets, drive, loop_clients, produce, read_topic
 from warehouse.schema import migrate
 
 # --- the sink's write, on real chDB --------------------------------------------------------------
@@ -99,34 +99,24 @@ def _decode(record: ConsumerRecord) -> bytes:
 def make_loop(
     kafka_bootstrap: list[str], make_topic: Callable[..., str], kafka_group: str
 ) -> Iterator[Callable[..., Loop]]:
-    closers: list[Callable[[], None]] = []
+    closing = ExitStack()
 
     def make(target: Target, limit: DeadLetterLimit | None = None, max_batch_size: int = 1000) -> Loop:
-        topic, dlq = make_topic("poison", partitions=1), make_topic("poison-dlq", partitions=1)
-        consumer = make_consumer(
-            bootstrap_servers=kafka_bootstrap,
-            group_id=kafka_group,
-            client_id="poison",
-            session_timeout_ms=6000,
-        )
-        producer = make_producer(bootstrap_servers=kafka_bootstrap, client_id="poison-dlq")
-        closers.append(lambda: consumer.close(autocommit=False))
-        closers.append(lambda: producer.close(timeout=10))
+        clients = loop_clients(closing, make_topic, kafka_bootstrap, kafka_group, "poison")
         loop: BatchingConsumer[bytes] = BatchingConsumer(
-            consumer=consumer,
-            topic=topic,
+            consumer=clients.consumer,
+            topic=clients.topic,
             decode=_decode,
             write=target.write,
-            dead_letters=DeadLetterQueue(producer, dlq),
+            dead_letters=clients.dead_letters,
             max_batch_size=max_batch_size,
             max_batch_seconds=0.5,
             dead_letter_limit=limit,
         )
-        return Loop(loop, target, topic, dlq, kafka_group, consumer)
+        return Loop(loop, target, clients.topic, clients.dead_letters.topic, kafka_group, clients.consumer)
 
-    yield make
-    for close in closers:
-        close()
+    with closing:
+        yield make
 
 
 def _values(*values: str) -> list[tuple[None, bytes, list[Any]]]:
