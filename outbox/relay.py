@@ -18,6 +18,12 @@ One batch is three steps, and the broker I/O never runs inside a database transa
    until it runs out and are then claimed and published again: duplicates are possible, loss and
    reordering are not.
 
+A send that fails for broker reasons (a timeout, NotEnoughReplicas, no leader) is not the event's
+fault: no attempt is charged. When nothing of a batch got through, Kafka is away and the batch is
+released. When only some partitions fail, those partitions are out (outbox/partitions.py): their
+runs wait, uncharged, until the cluster's metadata says the partition takes writes again, and the
+relay stops sending to them meanwhile, so the other partitions keep their speed.
+
 Why it is safe with several relays: version v+1 of an aggregate is only claimable once every
 earlier version is published, and "published" is only written after Kafka acknowledged it. No
 "last published id" high-water mark is used: auto-increment ids become visible out of commit order.
@@ -44,6 +50,7 @@ from django.utils import timezone
 from outbox import metrics
 from outbox.envelope import EnvelopeSource, kafka_record_of
 from outbox.models import OutboxEvent, OutboxStatus
+from outbox.partitions import PartitionHealth, partition_for_key
 from outbox.producer import producer_discard, producer_get
 
 logger = logging.getLogger(__name__)
@@ -83,6 +90,8 @@ class _Publication:
     failures: dict[int, str] = field(default_factory=dict)
     # Claimed rows that were never sent: the rest of a failed run, or everything after an outage.
     unsent: list[int] = field(default_factory=list)
+    # Rows bound for a partition that is unavailable: they wait until it is back, uncharged.
+    deferred: list[int] = field(default_factory=list)
     outage: bool = False
 
 
@@ -280,23 +289,30 @@ class _Round:
     # A send failed for want of metadata: every further send would block just as long.
     metadata_unavailable: bool = False
 
-    def is_outage(self) -> bool:
-        """Kafka is away, and the events are not to blame: no attempts are counted.
 
-        Either metadata was unavailable, or nothing of the round got through and only for broker
-        reasons."""
-        if self.metadata_unavailable:
-            return True
-        return bool(self.errors) and not self.acknowledged and all(map(_is_transient, self.errors.values()))
+@dataclass
+class _Target:
+    """Where the runs go: the topic, its partition count, and which of its partitions to spare."""
+
+    topic: str
+    partitions: int
+    health: PartitionHealth
+    down: set[int]
+
+    def partition_of(self, event: ClaimedEvent) -> int:
+        return partition_for_key(event.aggregate_id.encode(), self.partitions)
 
 
-def _send_round(producer: Any, active: list[list[ClaimedEvent]], depth: int, topic: str) -> _Round:
+def _send_round(producer: Any, active: list[list[ClaimedEvent]], depth: int, target: _Target) -> _Round:
     sent = _Round()
     for run in active:
         event = run[depth]
         try:
             key, value, headers = kafka_record_of(event)
-            sent.futures.append((event, producer.send(topic, key=key, value=value, headers=headers)))
+            future = producer.send(
+                target.topic, key=key, value=value, headers=headers, partition=target.partition_of(event)
+            )
+            sent.futures.append((event, future))
         except Exception as exc:  # unserializable payload, oversized record, metadata timeout
             sent.errors[event.pk] = exc
             if _is_transient(exc):
@@ -369,31 +385,71 @@ def _hold_for_round(
     return still_held
 
 
+_PROCESS_PARTITIONS: PartitionHealth | None = None
+
+
+def partition_health() -> PartitionHealth:
+    """The process's view of unavailable partitions, shared by every relay batch it runs."""
+    global _PROCESS_PARTITIONS
+    if _PROCESS_PARTITIONS is None:
+        _PROCESS_PARTITIONS = PartitionHealth(recheck_seconds=settings.OUTBOX_PARTITION_RECHECK_SECONDS)
+    return _PROCESS_PARTITIONS
+
+
 def publish_runs(runs: list[list[ClaimedEvent]], *, topic: str, lease: Lease) -> _Publication:
     """Publishes the runs round by round: an event goes out only once the previous version of its
     aggregate was acknowledged, and only while this relay's lease on it holds. A failed event
-    holds back the rest of its own run only."""
+    holds back the rest of its own run only; a run bound for an unavailable partition waits."""
     result = _Publication()
     try:
         producer = producer_get()
-    except Exception as exc:  # no broker answered the bootstrap: an outage, not the events' fault
+        partitions = len(producer.partitions_for(topic))
+    except Exception as exc:  # no broker answered, or no metadata: an outage, not the events' fault
         logger.warning("Kafka producer unavailable: %s", _describe(exc))
         return _outage(result, runs)
+    health = partition_health()
+    target = _Target(topic, partitions, health, health.unavailable(topic, bootstrap_servers=_bootstrap()))
 
-    active = list(runs)
+    active = _spare_unavailable(list(runs), 0, target, result)
     depth = 0
     while active:
         active = _hold_for_round(lease, active, depth, result)
         if not active:
             break
-        sent = _send_round(producer, active, depth, topic)
+        sent = _send_round(producer, active, depth, target)
         _await_round(producer, sent)
         result.published.extend(sent.acknowledged)
-        if sent.is_outage():
+        if sent.metadata_unavailable or _nothing_got_through(sent, result):
             return _outage(result, runs)
-        active = _next_active(active, depth, sent.errors, result)
+        active = _next_active(active, depth, sent.errors, target, result)
         depth += 1
+        active = _spare_unavailable(active, depth, target, result)
     return result
+
+
+def _bootstrap() -> list[str]:
+    return list(settings.KAFKA_BOOTSTRAP_SERVERS)
+
+
+def _nothing_got_through(sent: _Round, result: _Publication) -> bool:
+    """Kafka is away, and the events are not to blame: nothing of the publication was
+    acknowledged, and the round failed only for broker reasons."""
+    return bool(sent.errors) and not result.published and all(map(_is_transient, sent.errors.values()))
+
+
+def _spare_unavailable(
+    active: list[list[ClaimedEvent]], depth: int, target: _Target, result: _Publication
+) -> list[list[ClaimedEvent]]:
+    """The runs whose partition takes writes; the rest of the others is deferred, uncharged."""
+    if not target.down:
+        return active
+    kept = []
+    for run in active:
+        if target.partition_of(run[depth]) in target.down:
+            result.deferred.extend(event.pk for event in run[depth:])
+        else:
+            kept.append(run)
+    return kept
 
 
 def _outage(result: _Publication, runs: list[list[ClaimedEvent]]) -> _Publication:
@@ -401,22 +457,35 @@ def _outage(result: _Publication, runs: list[list[ClaimedEvent]]) -> _Publicatio
     result.outage = True
     handled = set(result.published)
     result.unsent.extend(e.pk for run in runs for e in run if e.pk not in handled)
+    result.deferred.clear()
     producer_discard()
     return result
 
 
 def _next_active(
-    active: list[list[ClaimedEvent]], depth: int, errors: dict[int, BaseException], result: _Publication
+    active: list[list[ClaimedEvent]],
+    depth: int,
+    errors: dict[int, BaseException],
+    target: _Target,
+    result: _Publication,
 ) -> list[list[ClaimedEvent]]:
-    """The runs that go on to the next round; a failed event ends its run, whose rest stays unsent."""
+    """The runs that go on to the next round. A failed event ends its run: charged an attempt when
+    the event is to blame, deferred with the rest of the run when its partition is unavailable."""
     still_active = []
     for run in active:
         event = run[depth]
-        if event.pk in errors:
-            result.failures[event.pk] = _describe(errors[event.pk])
+        error = errors.get(event.pk)
+        if error is None:
+            if len(run) > depth + 1:
+                still_active.append(run)
+        elif _is_transient(error):
+            partition = target.partition_of(event)
+            target.health.mark_down(target.topic, partition, _describe(error))
+            target.down.add(partition)
+            result.deferred.extend(e.pk for e in run[depth:])
+        else:
+            result.failures[event.pk] = _describe(error)
             result.unsent.extend(e.pk for e in run[depth + 1 :])
-        elif len(run) > depth + 1:
-            still_active.append(run)
     return still_active
 
 
@@ -447,6 +516,15 @@ def mark_results(publication: _Publication, *, relay_id: str) -> tuple[int, int]
         if publication.unsent:
             OutboxEvent.objects.filter(pk__in=publication.unsent, locked_by=relay_id).update(
                 locked_by="", locked_until=None
+            )
+        if publication.deferred:
+            # Due again once the partition is checked again; the attempts stay as they were.
+            OutboxEvent.objects.filter(
+                pk__in=publication.deferred, locked_by=relay_id, status=OutboxStatus.PENDING
+            ).update(
+                locked_by="",
+                locked_until=None,
+                next_attempt_at=now + timedelta(seconds=settings.OUTBOX_PARTITION_RECHECK_SECONDS),
             )
     return len(publication.failures), parked
 

@@ -1,6 +1,7 @@
 """The relay through Kafka failures, on a private 3-node cluster that the tests break (the shared
 cluster is never touched): the whole cluster unreachable for a while, and one broker stopped in
-the middle of a run. Real Celery worker and beat processes relay."""
+the middle of a run, and one partition without enough in-sync replicas while the others work.
+Real Celery worker and beat processes relay."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from outbox.models import OutboxEvent, OutboxStatus
+from outbox.partitions import partition_for_key
 from tests.outbox.conftest import (
     PrivateKafka,
     Processes,
@@ -30,10 +32,15 @@ def _published() -> int:
     return OutboxEvent.objects.filter(status=OutboxStatus.PUBLISHED).count()
 
 
-def _topic(cluster: PrivateKafka, name: str) -> str:
+def _topic(cluster: PrivateKafka, name: str, assignments: dict[int, list[int]] | None = None) -> str:
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap, request_timeout_ms=30000)
+    configs = {"min.insync.replicas": "2"}
+    if assignments:
+        topic = NewTopic(name, replica_assignments=assignments, topic_configs=configs)
+    else:
+        topic = NewTopic(name, 3, 3, topic_configs=configs)
     try:
-        admin.create_topics([NewTopic(name, 3, 3, topic_configs={"min.insync.replicas": "2"})])
+        admin.create_topics([topic])
     finally:
         admin.close()
     return name
@@ -111,3 +118,55 @@ def test_kafka_unreachable_marks_nothing_and_the_relay_recovers_by_itself(
     )
     dupes = _assert_complete_and_ordered(private_kafka, topic, versions=5)
     print(f"Kafka outage: backlog of 50 drained after recovery, {dupes} duplicates")
+
+
+def _published_of(orders: set[str]) -> int:
+    return OutboxEvent.objects.filter(status=OutboxStatus.PUBLISHED, aggregate_id__in=orders).count()
+
+
+def test_an_unavailable_partition_is_charged_nothing_and_spares_the_others(
+    processes: Processes, private_kafka: PrivateKafka
+) -> None:
+    # Two replicas per partition, min ISR 2: partitions 0 and 1 live on brokers 1 and 2, partition
+    # 2 on brokers 3 and 1. With broker 3 stopped, partition 2 keeps one replica in sync and refuses
+    # acks=all writes (NotEnoughReplicas); partitions 0 and 1 are untouched.
+    topic = _topic(
+        private_kafka, f"order-events-{time.time_ns()}", assignments={0: [1, 2], 1: [2, 1], 2: [3, 1]}
+    )
+    orders = [str(order) for order in range(1, 61)]
+    out = {order for order in orders if partition_for_key(order.encode(), 3) == 2}
+    healthy = set(orders) - out
+    assert out and healthy
+    private_kafka.stop_node(3)
+    try:
+        insert_outbox_events(orders=30, versions=5)
+        # Few attempts and a short backoff: were the outage charged to its events, they would be
+        # parked within seconds.
+        _relays(
+            processes, private_kafka, topic,
+            OUTBOX_MAX_ATTEMPTS=2, OUTBOX_RETRY_BASE_SECONDS=0.5, OUTBOX_PARTITION_RECHECK_SECONDS=1,
+        )  # fmt: skip
+        first = healthy & {str(order) for order in range(1, 31)}
+        assert wait_until(lambda: _published_of(first) == 5 * len(first), timeout=90, interval=0.5), (
+            f"{_published_of(first)} of {5 * len(first)} healthy events published with partition 2 out"
+        )
+        # Once the relay knows partition 2 is out, later orders of the healthy partitions no longer
+        # wait for it (each send to it would wait out the 6 s delivery timeout).
+        started = time.monotonic()
+        insert_outbox_events(orders=30, versions=5, first_order=31)
+        assert wait_until(lambda: _published_of(healthy) == 5 * len(healthy), timeout=60, interval=0.2)
+        burst_seconds = time.monotonic() - started
+        time.sleep(3)  # a few more beat ticks against the partition that is still out
+        waiting = OutboxEvent.objects.filter(aggregate_id__in=out)
+        assert set(waiting.values_list("status", flat=True)) == {OutboxStatus.PENDING}
+        assert set(waiting.values_list("attempts", flat=True)) == {0}, "the partition's outage was charged"
+        assert "Kafka partition" in processes.log("worker")
+    finally:
+        private_kafka.start()
+    assert wait_until(lambda: _published() == 300, timeout=90, interval=1), f"{_published()} of 300 published"
+    dupes = _assert_complete_and_ordered(private_kafka, topic, versions=5)
+    print(
+        f"partition 2 out: {5 * len(healthy)} healthy events published, the second burst in"
+        f" {burst_seconds:.1f}s;"
+        f" {5 * len(out)} waited uncharged and went out after recovery, {dupes} duplicates"
+    )
