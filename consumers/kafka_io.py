@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
+from consumers.metrics import DeadLetterCounter, DeadLetterKind
+
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
@@ -83,15 +85,18 @@ def make_producer(*, bootstrap_servers: list[str], client_id: str) -> KafkaProdu
 
 class DeadLetterQueue:
     """Sends an invalid message to `<topic>.dlq` with the reason and its source position in headers,
-    and waits for the broker's ack, so the partition can move on without losing it."""
+    and waits for the broker's ack, so the partition can move on without losing it. Counted by kind
+    of reason for /metrics when a counter is given."""
 
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+    def __init__(self, producer: KafkaProducer, topic: str, counter: DeadLetterCounter | None = None) -> None:
         self._producer = producer
         self.topic = topic
+        self._counter = counter
 
-    def send(self, record: ConsumerRecord, reason: str) -> None:
+    def send(self, record: ConsumerRecord, reason: str, kind: DeadLetterKind) -> None:
         headers: list[tuple[str, bytes]] = [
             ("reason", reason.encode()[:2000]),
+            ("reason_kind", kind.value.encode()),
             ("source_topic", str(record.topic).encode()),
             ("source_partition", str(record.partition).encode()),
             ("source_offset", str(record.offset).encode()),
@@ -100,3 +105,5 @@ class DeadLetterQueue:
         headers.extend((f"original_{name}", bytes(value or b"")) for name, value in original)
         future = self._producer.send(self.topic, key=record.key, value=record.value, headers=headers)
         future.get(timeout=SEND_TIMEOUT_SECONDS)
+        if self._counter is not None:
+            self._counter.count(self.topic, kind)

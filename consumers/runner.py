@@ -27,6 +27,7 @@ from kafka.structs import OffsetAndMetadata
 from consumers.dead_letters import DeadLetterLimit
 from consumers.kafka_compat import GroupMembership
 from consumers.kafka_io import DeadLetterQueue
+from consumers.metrics import DeadLetterKind
 from contract.events import InvalidEvent
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class BatchingConsumer(Generic[T]):
                 if self._crash_after_writes and self._writes >= self._crash_after_writes:
                     os.kill(os.getpid(), signal.SIGKILL)
                 for index, reason in rejected:
-                    self._dead_letter(batch.records[index], reason)
+                    self._dead_letter(batch.records[index], reason, DeadLetterKind.REFUSED_BY_TARGET)
             commits = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.offsets.items()}
             self._consumer.commit(commits)
         except (CommitFailedError, RebalanceInProgressError):
@@ -176,7 +177,7 @@ class BatchingConsumer(Generic[T]):
         try:
             item = self._decode(record)
         except InvalidEvent as exc:
-            self._dead_letter(record, exc.reason)
+            self._dead_letter(record, exc.reason, DeadLetterKind.INVALID_EVENT)
             return None
         except Exception as exc:
             # A fault of ours on one record (a bug, a value nobody foresaw) must not stop the
@@ -184,14 +185,16 @@ class BatchingConsumer(Generic[T]):
             log.exception(
                 "unexpected error decoding %s[%d]@%d", record.topic, record.partition, record.offset
             )
-            self._dead_letter(record, f"unexpected {type(exc).__name__}: {exc}")
+            self._dead_letter(
+                record, f"unexpected {type(exc).__name__}: {exc}", DeadLetterKind.UNEXPECTED_ERROR
+            )
             return None
         self._dead_letter_limit.record(dead=False)
         return item
 
-    def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+    def _dead_letter(self, record: ConsumerRecord, reason: str, kind: DeadLetterKind) -> None:
         log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-        self._dead_letters.send(record, reason)
+        self._dead_letters.send(record, reason, kind)
         self._dead_letter_limit.record(dead=True, reason=reason)
 
     def _at_end(self, partition: TopicPartition, next_offset: int) -> bool:

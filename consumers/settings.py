@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import environment
 from consumers.dead_letters import DeadLetterLimit
+from consumers.metrics import DeadLetterCounter
 from environment import Env, SettingsError, env_float, env_int, env_str
 
 __all__ = ["ConsumerSettings", "SettingsError"]
@@ -42,6 +43,11 @@ class ConsumerSettings:
     dlq_max_consecutive: int = 100
     dlq_max_share: float = 0.5
     dlq_window: int = 1000
+    # Where the dead-letter counters go (the relay's Redis, consumers/metrics.py).
+    metrics_redis_url: str = environment.CELERY_BROKER_URL
+
+    def dead_letter_counter(self) -> DeadLetterCounter:
+        return DeadLetterCounter(self.metrics_redis_url)
 
     def dead_letter_limit(self) -> DeadLetterLimit:
         return DeadLetterLimit(
@@ -70,4 +76,7 @@ class ConsumerSettings:
             dlq_max_consecutive=env_int("CONSUMER_DLQ_MAX_CONSECUTIVE", 100, env, minimum=1),
             dlq_max_share=_share(env_float("CONSUMER_DLQ_MAX_SHARE", 0.5, env, positive=True)),
             dlq_window=env_int("CONSUMER_DLQ_WINDOW", 1000, env, minimum=1),
+            metrics_redis_url=env_str(
+                "OUTBOX_REDIS_URL", env_str("CELERY_BROKER_URL", environment.CELERY_BROKER_URL, env), env
+            ),
         )

@@ -203,7 +203,7 @@ def build_sink(
             what="inserting into ClickHouse",
             initial_delay=retry_initial_delay,
         ),
-        dead_letters=DeadLetterQueue(producer, settings.analytics_dlq_topic),
+        dead_letters=DeadLetterQueue(producer, settings.analytics_dlq_topic, settings.dead_letter_counter()),
         max_batch_size=settings.batch_size,
         max_batch_seconds=settings.batch_seconds,
         min_write_interval=settings.min_write_interval,

@@ -87,7 +87,9 @@ def build_transformer(
         topic=settings.order_events_topic,
         decode=decode_order_event,
         write=with_retries(sink.write, stop_event=stop_event, what="producing analytics rows"),
-        dead_letters=DeadLetterQueue(producer, settings.order_events_dlq_topic),
+        dead_letters=DeadLetterQueue(
+            producer, settings.order_events_dlq_topic, settings.dead_letter_counter()
+        ),
         max_batch_size=settings.batch_size,
         max_batch_seconds=settings.batch_seconds,
         min_write_interval=settings.min_write_interval,

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from consumers.metrics import dead_letter_counts
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.redis_state import metrics_key, redis_client
 
@@ -90,7 +91,28 @@ class OutboxCollector(Collector):
         )
 
 
+class DeadLetterCollector(Collector):
+    """Records the consumers dead-lettered, per dead-letter topic and kind of reason."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "consumer_dead_letters",
+            "Records set aside in a dead-letter topic, by kind of reason (invalid_event,"
+            " unexpected_error, refused_by_target).",
+            labels=["topic", "reason"],
+        )
+        try:
+            counts = dead_letter_counts(redis_client())
+        except Exception:
+            logger.warning("could not read dead-letter counts from Redis", exc_info=True)
+            counts = {}
+        for (topic, reason), value in sorted(counts.items()):
+            family.add_metric([topic, reason], value)
+        yield family
+
+
 def metrics_view(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(OutboxCollector())
+    registry.register(DeadLetterCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

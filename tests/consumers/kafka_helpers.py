@@ -47,7 +47,8 @@ def loop_clients(
     closing.callback(consumer.close, autocommit=False)
     producer = make_producer(bootstrap_servers=bootstrap, client_id=f"{name}-dlq")
     closing.callback(producer.close, timeout=10)
-    return LoopClients(topic, consumer, DeadLetterQueue(producer, dlq))
+    counter = ConsumerSettings.from_env().dead_letter_counter()
+    return LoopClients(topic, consumer, DeadLetterQueue(producer, dlq, counter))
 
 
 def event_records(events: Iterable[dict[str, Any]]) -> list[Record]:

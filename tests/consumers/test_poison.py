@@ -22,6 +22,7 @@ from consumers.runner import BatchingConsumer, Rejection
 from consumers.sink import ClickHouseWriter
 from consumers.transformer import transform
 from contract.events import decode_envelope
+from outbox.metrics import DeadLetterCollector
 from tests.consumers.factories import base_order, history, kafka_value
 from tests.consumers.kafka_helpers import committed_offsets, drive, loop_clients, produce, read_topic
 from warehouse.schema import migrate
@@ -148,6 +149,12 @@ def test_an_unexpected_error_and_a_refused_row_are_dead_lettered_and_the_partiti
         b"boom": "unexpected ZeroDivisionError: a bug of ours on this one record",
         b"bad": "refused bad",
     }
+    kinds = {bytes(r.value): dict(r.headers)["reason_kind"] for r in read_topic(kafka_bootstrap, run.dlq)}
+    assert kinds == {b"boom": b"unexpected_error", b"bad": b"refused_by_target"}
+    # /metrics counts them by kind of reason (the dead-letter topic is unique to this test).
+    (family,) = DeadLetterCollector().collect()
+    counted = {tuple(s.labels.values()): s.value for s in family.samples if s.labels["topic"] == run.dlq}
+    assert counted == {(run.dlq, "refused_by_target"): 1, (run.dlq, "unexpected_error"): 1}
 
 
 def test_a_runaway_of_dead_letters_stops_the_loop_before_it_commits_them(
