@@ -93,4 +93,7 @@ class OutboxCollector(Collector):
 def metrics_view(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(OutboxCollector())
+    from analytics.freshness import FreshnessCollector  # the web process has both apps
+
+    registry.register(FreshnessCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
