@@ -256,6 +256,21 @@ def test_non_staff_cannot_change_the_catalogue(client: Client, make_admin: Calla
 
 
 @pytest.mark.django_db
+def test_staff_without_the_add_product_permission_cannot_change_the_catalogue(
+    client: Client, make_admin: Callable[..., Admin]
+) -> None:
+    clerk = make_admin(permissions=("orders.delete_order", "orders.change_product"))
+    response = post(
+        client,
+        "/api/products",
+        {"sku": "P-8", "name": "Pen", "price": "1.00"},
+        Authorization=f"Bearer {clerk.token}",
+    )
+    assert "orders.add_product" in assert_error(response, 403, "permission_denied")["message"]
+    assert not Product.objects.filter(sku="P-8").exists()
+
+
+@pytest.mark.django_db
 def test_openapi_document_lists_the_endpoints(client: Client) -> None:
     document = client.get("/api/openapi.json").json()
     paths = document["paths"]
