@@ -62,6 +62,7 @@ def _page_out(page: Page[Any], serialize: Any) -> dict[str, Any]:
     return {
         "items": [serialize(item) for item in page.items],
         "total": page.total,
+        "total_is_exact": page.total_is_exact,
         "page": page.page,
         "page_size": page.page_size,
     }

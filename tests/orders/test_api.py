@@ -321,6 +321,23 @@ def test_creating_an_order_reads_back_nothing_it_wrote(
 
 
 @pytest.mark.django_db
+def test_lists_cannot_be_paged_or_counted_past_a_bound(
+    client: Client, make_order: Callable[..., Order], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orders import selectors
+
+    error = assert_error(client.get("/api/orders", {"page": 100_000, "page_size": 100}), 422, field="page")
+    assert str(selectors.MAX_LISTED) in error["message"]
+    assert_error(client.get("/api/users", {"page": 1_000_000}), 422, field="page")
+    monkeypatch.setattr(selectors, "MAX_LISTED", 2)
+    for _ in range(3):
+        make_order()
+    page = client.get("/api/orders", {"page_size": 2}).json()
+    assert (page["total"], page["total_is_exact"], len(page["items"])) == (2, False, 2)
+    assert_error(client.get("/api/orders", {"page": 2, "page_size": 2}), 422, field="page")
+
+
+@pytest.mark.django_db
 def test_wrong_methods_and_unknown_paths_answer_in_the_error_shape(client: Client) -> None:
     not_allowed = client.put("/api/orders", "{}", content_type="application/json")
     assert_error(not_allowed, 405, "method_not_allowed")
