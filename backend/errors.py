@@ -7,11 +7,16 @@ validation and HTTP errors) to responses, so no view builds an error body by han
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.http.response import HttpResponseBase
+from django.urls import URLPattern
+from django.views.defaults import page_not_found
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -161,3 +166,56 @@ def install_error_handlers(api: NinjaAPI) -> None:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         body = error_body("server_error", "internal server error")
         return api.create_response(request, body, status=500)
+
+
+# --- outside ninja's handlers: routing and media type -------------------------------------------
+
+JSON_MEDIA_TYPE = "application/json"
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def json_error_response(status: int, code: str, message: str) -> HttpResponse:
+    return JsonResponse(error_body(code, message), status=status)
+
+
+def _refuse_non_json(request: HttpRequest) -> HttpResponse | None:
+    # A body sent as text/plain or as a form needs no CORS preflight, so any page could post it
+    # cross-site; refusing every write that is not JSON closes that door.
+    if request.method in _WRITE_METHODS and request.content_type != JSON_MEDIA_TYPE:
+        message = f"{request.method} needs a {JSON_MEDIA_TYPE} body, not {request.content_type or 'none'}"
+        return json_error_response(415, "unsupported_media_type", message)
+    return None
+
+
+def _in_error_shape(response: HttpResponseBase) -> HttpResponseBase:
+    # ninja answers a method a path does not serve with a bare text 405 of its own.
+    if isinstance(response, HttpResponseNotAllowed):
+        allowed = response["Allow"]
+        response = json_error_response(405, "method_not_allowed", f"method not allowed; allowed: {allowed}")
+        response["Allow"] = allowed
+    return response
+
+
+def json_api_view(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Wraps one of the API's views with what ninja's exception handlers cannot see."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        refused = _refuse_non_json(request)
+        return refused if refused is not None else _in_error_shape(view(request, *args, **kwargs))
+
+    return wrapped
+
+
+def json_api_urls(urls: tuple[list[Any], str, str]) -> tuple[list[URLPattern], str, str]:
+    """``api.urls`` with every view wrapped by ``json_api_view``."""
+    patterns, app_name, namespace = urls
+    wrapped = [URLPattern(p.pattern, json_api_view(p.callback), p.default_args, p.name) for p in patterns]
+    return wrapped, app_name, namespace
+
+
+def not_found_view(request: HttpRequest, exception: Exception) -> HttpResponseBase:
+    """Django's 404 handler: the API's paths answer in the error shape, the rest as Django does."""
+    if request.path.startswith("/api/") or request.path.startswith("/admin/orders/"):
+        return json_error_response(404, "not_found", f"no endpoint at {request.path}")
+    return page_not_found(request, exception)

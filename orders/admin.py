@@ -150,3 +150,8 @@ class InventoryAdmin(admin.ModelAdmin):
 class CustomerAdmin(admin.ModelAdmin):
     list_display = ("id", "email", "name", "created_at")
     search_fields = ("email", "name")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> tuple[str, ...]:
+        # Every order event carries the customer's email, and an edit here would write none, so
+        # analytics would keep the old address: an existing customer's email is not editable.
+        return ("email",) if obj is not None else ()

@@ -13,7 +13,7 @@ from ninja.responses import Status
 
 from backend.errors import ErrorOut
 from orders import selectors, services
-from orders.auth import ADMIN_ID_HEADER, admin_auth, admin_identity, require_staff
+from orders.auth import ADMIN_ID_HEADER, admin_auth, admin_identity, require_permission
 from orders.models import Customer, Product
 from orders.schemas import (
     MAX_ID,
@@ -62,6 +62,7 @@ def _page_out(page: Page[Any], serialize: Any) -> dict[str, Any]:
     return {
         "items": [serialize(item) for item in page.items],
         "total": page.total,
+        "total_is_exact": page.total_is_exact,
         "page": page.page,
         "page_size": page.page_size,
     }
@@ -134,7 +135,7 @@ def get_customer(request: HttpRequest, user_id: int = ObjectId) -> dict[str, Any
     "/products", response={201: ProductOut, 409: ErrorOut, **ADMIN_ERRORS}, auth=admin_auth, tags=["products"]
 )
 def create_product(request: HttpRequest, payload: ProductIn) -> Status[dict[str, Any]]:
-    require_staff(request)
+    require_permission(request, "orders.add_product")
     product = services.product_create(
         sku=payload.sku,
         name=payload.name,
@@ -176,6 +177,6 @@ def delete_order(
     ),
 ) -> dict[str, Any]:
     """Soft-deletes an order (idempotent: a repeated DELETE answers 200 and writes no new event)."""
-    admin_id = admin_identity(request, x_admin_id)
+    admin_id = admin_identity(request, x_admin_id, "orders.delete_order")
     services.order_soft_delete(order_id=order_id, deleted_by=admin_id)
     return order_snapshot(selectors.order_get(order_id=order_id))

@@ -78,10 +78,20 @@ def require_staff(request: HttpRequest) -> Any:
     return user
 
 
-def admin_identity(request: HttpRequest, raw_admin_id: str | None) -> int:
-    """The id of the staff user making this request, checked against the X-Admin-Id header."""
-    admin_id = parse_admin_id(raw_admin_id)
+def require_permission(request: HttpRequest, permission: str) -> Any:
+    """The authenticated user, if active staff holding ``permission`` (``app_label.codename``, the
+    model permission Django admin asks for the same change); 403 otherwise."""
     user = require_staff(request)
+    if not user.has_perm(permission):
+        raise Forbidden(f"the {permission} permission is required", code="permission_denied")
+    return user
+
+
+def admin_identity(request: HttpRequest, raw_admin_id: str | None, permission: str) -> int:
+    """The id of the staff user making this request, checked against the X-Admin-Id header and
+    holding ``permission``."""
+    admin_id = parse_admin_id(raw_admin_id)
+    user = require_permission(request, permission)
     if user.pk != admin_id:
         raise Forbidden(f"{ADMIN_ID_HEADER} does not match the authenticated user", field=ADMIN_ID_HEADER)
     return admin_id

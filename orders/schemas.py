@@ -35,7 +35,8 @@ class PageQuery(Schema):
 
 
 class PageOut(Schema):
-    total: int
+    total: int  # capped at orders.selectors.MAX_LISTED; total_is_exact says whether it was reached
+    total_is_exact: bool
     page: int
     page_size: int
 

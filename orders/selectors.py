@@ -10,25 +10,38 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Model, QuerySet
 
-from backend.errors import NotFound
+from backend.errors import InvalidInput, NotFound
 from orders.models import AdminApiToken, Customer, Order, Product
 
 M = TypeVar("M", bound=Model)
+
+# How deep a list may be paged, and how far its total is counted: OFFSET and COUNT(*) cost grows
+# with the rows they pass, so one request must not be able to walk the whole table.
+MAX_LISTED = 10_000
 
 
 @dataclass(frozen=True)
 class Page(Generic[M]):
     items: list[M]
     total: int
+    total_is_exact: bool
     page: int
     page_size: int
 
 
 def _page(queryset: QuerySet[M], *, page: int, page_size: int) -> Page[M]:
     start = (page - 1) * page_size
+    if start + page_size > MAX_LISTED:
+        raise InvalidInput(
+            f"page {page} of {page_size} reaches past the first {MAX_LISTED} rows; narrow the filters",
+            field="page",
+        )
+    # Counted over at most MAX_LISTED + 1 rows: a page never costs a scan of the whole table.
+    counted = queryset.order_by()[: MAX_LISTED + 1].count()
     return Page(
         items=list(queryset[start : start + page_size]),
-        total=queryset.count(),
+        total=min(counted, MAX_LISTED),
+        total_is_exact=counted <= MAX_LISTED,
         page=page,
         page_size=page_size,
     )

@@ -43,8 +43,12 @@ class OutboxEventAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: OutboxEvent | None = None) -> list[str]:
         return [f.name for f in OutboxEvent._meta.fields]
 
-    # Any staff user who may see the outbox may retry (the list is otherwise read-only).
-    @admin.action(description="Retry the selected parked (failed) events", permissions=["view"])
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        # Retrying changes delivery state, so it asks for the change permission, which the page
+        # itself never grants: nobody edits an event's fields here.
+        return request.user.has_perm("outbox.change_outboxevent")
+
+    @admin.action(description="Retry the selected parked (failed) events", permissions=["retry"])
     def retry_parked(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
         selected = list(queryset.values_list("pk", flat=True))
         retried = outbox_event_retry(event_ids=selected)

@@ -110,6 +110,10 @@ class Api:
             raise StageFailed("API", f"{method} {path} at {self.base_url} failed: {exc}") from exc
 
 
+# The model permissions the checks' API calls need (README, "Who may call the API").
+CHECK_PERMISSIONS = ("orders.add_product", "orders.delete_order")
+
+
 def admin_headers() -> dict[str, str]:
     """Admin credentials: ADMIN_TOKEN and ADMIN_ID from the environment (e.g. against the compose
     stack), or else a staff user `pipeline-check` with a fresh token, created through the database
@@ -117,11 +121,17 @@ def admin_headers() -> dict[str, str]:
     token, admin_id = os.environ.get("ADMIN_TOKEN", ""), os.environ.get("ADMIN_ID", "")
     if not token or not admin_id:
         from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Permission
 
         from orders.services import admin_api_token_issue
 
         user, _ = get_user_model().objects.get_or_create(
             username="pipeline-check", defaults={"is_staff": True, "is_active": True}
+        )
+        # Only what the checks do through the API, as for any other staff user.
+        codenames = [name.split(".")[1] for name in CHECK_PERMISSIONS]
+        user.user_permissions.add(
+            *Permission.objects.filter(content_type__app_label="orders", codename__in=codenames)
         )
         token, admin_id = admin_api_token_issue(user=user), str(user.pk)
     return {"Authorization": f"Bearer {token}", "X-Admin-Id": admin_id}

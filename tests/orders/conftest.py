@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 
 from orders.models import Customer, Order, Product
 from orders.services import (
@@ -77,14 +78,27 @@ def make_order(customer: Customer, make_product: Callable[..., Product]) -> Call
     return make
 
 
+# What the admin API's routes ask for, as Django admin does: app_label.codename.
+ADMIN_PERMISSIONS = ("orders.delete_order", "orders.add_product")
+
+
+def grant(user: Any, *permissions: str) -> None:
+    for permission in permissions:
+        app_label, codename = permission.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+
+
 @pytest.fixture
 def make_admin() -> Callable[..., Admin]:
     counter = iter(range(1, 1_000_000))
 
-    def make(is_staff: bool = True) -> Admin:
+    def make(is_staff: bool = True, permissions: tuple[str, ...] = ADMIN_PERMISSIONS) -> Admin:
         user = get_user_model().objects.create_user(
             username=f"admin{next(counter)}", password="pw-for-tests", is_staff=True
         )
+        grant(user, *permissions)
         token = admin_api_token_issue(user=user)
         if not is_staff:
             # Tokens are only issued to staff; a user who later loses staff keeps a token that

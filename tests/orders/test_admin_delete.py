@@ -90,6 +90,17 @@ def test_non_staff_credentials_are_403(
 
 
 @pytest.mark.django_db
+def test_staff_without_the_delete_permission_is_403(
+    client: Client, make_admin: Callable[..., Admin], order: Order
+) -> None:
+    # Django admin refuses this user the delete page: the API must not be a way around it.
+    clerk = make_admin(permissions=("orders.view_order", "orders.change_order", "orders.add_product"))
+    error = assert_error(delete(client, order.pk, **clerk.headers()), 403, "permission_denied")
+    assert "orders.delete_order" in error["message"]
+    assert_untouched(order)
+
+
+@pytest.mark.django_db
 def test_header_naming_another_user_is_403(
     client: Client, make_admin: Callable[..., Admin], order: Order
 ) -> None:

@@ -256,6 +256,21 @@ def test_non_staff_cannot_change_the_catalogue(client: Client, make_admin: Calla
 
 
 @pytest.mark.django_db
+def test_staff_without_the_add_product_permission_cannot_change_the_catalogue(
+    client: Client, make_admin: Callable[..., Admin]
+) -> None:
+    clerk = make_admin(permissions=("orders.delete_order", "orders.change_product"))
+    response = post(
+        client,
+        "/api/products",
+        {"sku": "P-8", "name": "Pen", "price": "1.00"},
+        Authorization=f"Bearer {clerk.token}",
+    )
+    assert "orders.add_product" in assert_error(response, 403, "permission_denied")["message"]
+    assert not Product.objects.filter(sku="P-8").exists()
+
+
+@pytest.mark.django_db
 def test_openapi_document_lists_the_endpoints(client: Client) -> None:
     document = client.get("/api/openapi.json").json()
     paths = document["paths"]
@@ -303,3 +318,62 @@ def test_creating_an_order_reads_back_nothing_it_wrote(
     assert [item["product_id"] for item in order["items"]] == [tee.pk, mug.pk]  # as they were added
     stock = dict(Inventory.objects.filter(product__in=[tee, mug]).values_list("product_id", "quantity"))
     assert stock == {tee.pk: 8, mug.pk: 9}
+
+
+@pytest.mark.django_db
+def test_lists_cannot_be_paged_or_counted_past_a_bound(
+    client: Client, make_order: Callable[..., Order], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orders import selectors
+
+    error = assert_error(client.get("/api/orders", {"page": 100_000, "page_size": 100}), 422, field="page")
+    assert str(selectors.MAX_LISTED) in error["message"]
+    assert_error(client.get("/api/users", {"page": 1_000_000}), 422, field="page")
+    monkeypatch.setattr(selectors, "MAX_LISTED", 2)
+    for _ in range(3):
+        make_order()
+    page = client.get("/api/orders", {"page_size": 2}).json()
+    assert (page["total"], page["total_is_exact"], len(page["items"])) == (2, False, 2)
+    assert_error(client.get("/api/orders", {"page": 2, "page_size": 2}), 422, field="page")
+
+
+@pytest.mark.django_db
+def test_wrong_methods_and_unknown_paths_answer_in_the_error_shape(client: Client) -> None:
+    not_allowed = client.put("/api/orders", "{}", content_type="application/json")
+    assert_error(not_allowed, 405, "method_not_allowed")
+    assert set(not_allowed["Allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    assert_error(client.get("/api/no-such-thing"), 404, "not_found")
+    assert_error(client.get("/admin/orders/1"), 405, "method_not_allowed")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_writes_need_a_json_body(
+    client: Client, admin: Admin, stocked: dict[str, int], content_type: str
+) -> None:
+    # A cross-site form can send these without a CORS preflight: they must not create anything.
+    body = json.dumps(
+        {"user_id": stocked["user_id"], "items": [{"product_id": stocked["product_id"], "quantity": 1}]}
+    )
+    created = client.generic("POST", "/api/orders", body, content_type=content_type)
+    assert_error(created, 415, "unsupported_media_type")
+    product = client.generic(
+        "POST",
+        "/api/products",
+        json.dumps({"sku": "P-415", "name": "Pen", "price": "1.00"}),
+        content_type=content_type,
+        headers={"Authorization": f"Bearer {admin.token}"},
+    )
+    assert_error(product, 415)
+    assert not Order.objects.exists() and not Product.objects.filter(sku="P-415").exists()
+    assert (
+        post(
+            client,
+            "/api/products",
+            {"sku": "P-416", "name": "Pen", "price": "1.00"},
+            Authorization=f"Bearer {admin.token}",
+        ).status_code
+        == 201
+    )

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from orders.models import AdminApiToken, Customer, Inventory, Product
+from tests.orders.conftest import grant
 
 
 def issue_token(username: str) -> str:
@@ -21,6 +22,7 @@ def issue_token(username: str) -> str:
 @pytest.mark.django_db
 def test_create_admin_token_issues_a_working_token_and_stores_only_its_digest(client: Client) -> None:
     staff = get_user_model().objects.create_user(username="ops", password="pw", is_staff=True)
+    grant(staff, "orders.delete_order")
     token = issue_token("ops")
 
     assert len(token) >= 40

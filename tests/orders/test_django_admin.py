@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from orders.models import Order, OrderItem, Payment, Product
+from orders.models import Customer, Order, OrderItem, Payment, Product
 from outbox.models import OutboxEvent
 
 
@@ -107,3 +107,27 @@ def test_inventory_is_editable_in_the_admin(
     assert response.status_code == 302, response.content[:2000]
     inventory.refresh_from_db()
     assert inventory.quantity == 42
+
+
+@pytest.mark.django_db
+def test_a_customers_email_is_read_only_in_the_admin(
+    superuser_client: Client, make_order: Callable[..., Order]
+) -> None:
+    # Every order event carries the customer's email; an edit here would write no event, so
+    # analytics would keep the old address. The admin may rename a customer, never re-address one.
+    order = make_order()
+    customer = order.user
+    page = f"/admin/orders/customer/{customer.pk}/change/"
+    assert 'name="email"' not in superuser_client.get(page).content.decode()
+
+    response = superuser_client.post(page, {"email": "new@example.com", "name": "Renamed"})
+
+    assert response.status_code == 302, response.content
+    customer.refresh_from_db()
+    assert customer.name == "Renamed" and customer.email != "new@example.com"
+    assert OutboxEvent.objects.filter(aggregate_id=str(order.pk)).count() == 1
+    # A new customer still gets an email.
+    added = superuser_client.post(
+        "/admin/orders/customer/add/", {"email": "first@example.com", "name": "New"}
+    )
+    assert added.status_code == 302 and Customer.objects.filter(email="first@example.com").exists()
