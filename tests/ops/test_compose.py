@@ -263,13 +263,24 @@ def initdb_script(service: str) -> str:
 
 def test_grafana_reads_through_read_only_accounts_created_at_first_start() -> None:
     env = environment(services()["grafana"])
-    mysql_sql = initdb_script("mysql-local")
+    grants = services()["grafana-grants"]
     user, password = env["MYSQL_USER"], env["MYSQL_PASSWORD"]
     assert user != environment(services()["mysql-local"])["MYSQL_USER"], (
         "Grafana must not use the app's account"
     )
-    assert f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'" in mysql_sql
-    assert f"GRANT SELECT ON {env['MYSQL_DATABASE']}.* TO '{user}'@'%'" in mysql_sql
+    # The grants run after the migrations (their column grants need the outbox table), with the
+    # account Grafana's datasource uses; tests/ops/test_grafana_grants.py runs the SQL on MariaDB.
+    assert grants["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert services()["grafana"]["depends_on"]["grafana-grants"]["condition"] == (
+        "service_completed_successfully"
+    )
+    command = " ".join(grants["command"])
+    assert f"@grafana_user = '{user}'" in command
+    assert f"@grafana_database = '{env['MYSQL_DATABASE']}'" in command
+    assert "SOURCE /grants/mysql-grafana-user.sql" in command
+    assert environment(grants)["GRAFANA_MYSQL_PASSWORD"] == password
+    assert "./grafana/sql/mysql-grafana-user.sql:/grants/mysql-grafana-user.sql:ro" in grants["volumes"]
+    mysql_sql = (REPO_DIR / "grafana" / "sql" / "mysql-grafana-user.sql").read_text()
     assert not re.search(r"GRANT\s+(ALL|INSERT|UPDATE|DELETE)", mysql_sql, flags=re.IGNORECASE)
 
     clickhouse_sql = initdb_script("clickhouse-local")
