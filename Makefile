@@ -20,7 +20,7 @@ help: ## list the targets
 setup: system python kafka-jars ## install everything: Debian packages, Python deps, Kafka jars
 
 .PHONY: system
-system: ## Debian packages: MariaDB, Redis, MySQL headers, Java 17, Maven
+system: ## Debian packages: MariaDB, Redis, MySQL headers, Java 17, Maven, Chromium and chromedriver
 	@bash scripts/install-system.sh
 
 .PHONY: python

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local stack needs, in one apt transaction, only when missing:
 # MariaDB and Redis (services), the MySQL client headers (to build mysqlclient), Java 17 (JDK) and Maven
-# (to resolve and run the Kafka broker jars).
+# (to resolve and run the Kafka broker jars), and Chromium with its WebDriver (the browser tests).
 set -euo pipefail
 
 need=()
@@ -12,6 +12,9 @@ command -v gcc >/dev/null 2>&1 || need+=(build-essential)
 # javac too: the Kafka readiness check is compiled from source at first start.
 command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
+# tests/browser/ open the pages in a real browser: Selenium drives Chromium through chromedriver.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "[system] all Debian packages present"

@@ -24,6 +24,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Listed so that /api/docs loads Swagger UI from django-ninja's own static files: without it
+    # django-ninja renders a page that fetches them from a public CDN, which is blank offline.
+    "ninja",
     "orders",
     "outbox",
     "analytics",
@@ -71,7 +74,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-# No collectstatic step is needed: WhiteNoise finds the files in the installed apps. Set
+# No collectstatic step is needed: WhiteNoise finds the files in the installed apps (Django
+# admin's, and django-ninja's Swagger UI for /api/docs), under gunicorn and in the image alike. Set
 # DJANGO_STATIC_ROOT to serve a collected tree instead.
 STATIC_ROOT = env_str("DJANGO_STATIC_ROOT", "") or None
 WHITENOISE_USE_FINDERS = True
