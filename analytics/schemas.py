@@ -55,13 +55,7 @@ class StatusRow(Schema):
     total_amount: Money
 
 
-class Fresh(Schema):
-    # Every order change committed before this moment is in the figures (README, "Freshness
-    # watermark"); null while the pipeline has not measured it yet.
-    as_of: datetime | None
-
-
-class UserStats(Schema):
+class UserStatsOut(Schema):
     user_id: int
     user_email: str
     orders_count: int
@@ -69,10 +63,6 @@ class UserStats(Schema):
     total_spent: Money
     first_order_at: datetime
     last_order_at: datetime
-
-
-class UserStatsOut(UserStats, Fresh):
-    pass
 
 
 class ProductRow(Schema):
@@ -84,31 +74,31 @@ class ProductRow(Schema):
     orders_count: int
 
 
-class DailySalesOut(Fresh):
+class DailySalesOut(Schema):
     date_from: date
     date_to: date
     items: list[DailySalesRow]
 
 
-class HourlyOrdersOut(Fresh):
+class HourlyOrdersOut(Schema):
     date_from: date
     date_to: date
     items: list[HourlyOrdersRow]
 
 
-class StatusDistributionOut(Fresh):
+class StatusDistributionOut(Schema):
     items: list[StatusRow]
 
 
-class UserListOut(Fresh):
-    items: list[UserStats]
+class UserListOut(Schema):
+    items: list[UserStatsOut]
 
 
-class TopProductsOut(Fresh):
+class TopProductsOut(Schema):
     items: list[ProductRow]
 
 
-class OverviewOut(Fresh):
+class OverviewOut(Schema):
     date_from: date
     date_to: date
     orders_count: int
