@@ -4,6 +4,7 @@ partition counts; and the sizing rules for a one-node cluster."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from io import StringIO
@@ -46,13 +47,28 @@ def _min_isr(kafka_admin: Any, name: str) -> str:
     return str(configs["min.insync.replicas"]["value"])
 
 
+def _described(kafka_admin: Any, names: list[str], partitions: int) -> dict[str, Any]:
+    """The topics as the cluster describes them, once every broker's metadata shows `partitions`
+    partitions of each: a KRaft broker learns of a new topic or partition asynchronously, so the
+    broker asked may answer with an empty partition list for a moment after the create returned."""
+    deadline = time.monotonic() + 15
+    while True:
+        described = {t["name"]: t for t in kafka_admin.describe_topics(names)}
+        if (
+            all(len(described[name]["partitions"]) == partitions for name in names)
+            or time.monotonic() > deadline
+        ):
+            return described
+        time.sleep(0.2)
+
+
 def test_topics_are_created_once_then_repaired(
     topic_names: list[str], kafka_admin: Any, kafka_brokers: int
 ) -> None:
     assert kafka_brokers == 3
     first = _run()
     assert first.count("created ") == 4, first
-    described = {t["name"]: t for t in kafka_admin.describe_topics(topic_names)}
+    described = _described(kafka_admin, topic_names, 3)
     for name in topic_names:
         partitions = described[name]["partitions"]
         assert len(partitions) == 3
@@ -69,7 +85,7 @@ def test_topics_are_created_once_then_repaired(
     third = _run("--partitions", "4")
     assert f"updated   {topic_names[0]}" in third and "min.insync.replicas=2" in third, third
     assert _min_isr(kafka_admin, topic_names[0]) == "2"
-    described = {t["name"]: t for t in kafka_admin.describe_topics(topic_names)}
+    described = _described(kafka_admin, topic_names, 4)
     assert all(len(described[name]["partitions"]) == 4 for name in topic_names)
 
 
