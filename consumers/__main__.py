@@ -107,7 +107,11 @@ def _run(args: argparse.Namespace, settings: ConsumerSettings) -> None:
     elif args.command == "dlq":
         _dead_letters(args, settings)
     elif args.command == "migrate":
-        count = migrate(connect(settings.clickhouse_url), settings.clickhouse_database)
+        count = migrate(
+            connect(settings.clickhouse_url),
+            settings.clickhouse_database,
+            fsync_after_insert=settings.clickhouse_fsync_after_insert,
+        )
         print(f"applied {count} statements to {settings.clickhouse_database}")
     elif args.command == "purge":
         from consumers.sink import purge_expired_orders

@@ -30,6 +30,8 @@ class ConsumerSettings:
     sink_group_id: str
     clickhouse_url: str
     clickhouse_database: str
+    # Whether the migration makes the sink's tables fsync every insert (README "Durability").
+    clickhouse_fsync_after_insert: bool = environment.CLICKHOUSE_FSYNC_AFTER_INSERT
     # A batch is written when it holds batch_size items or is batch_seconds old, or — once the
     # consumer has read all its partitions hold — at once, but at most once per min_write_interval:
     # large writes under a backlog, low latency and few inserts under a trickle.
@@ -69,6 +71,7 @@ class ConsumerSettings:
             sink_group_id=env_str("SINK_GROUP_ID", "clickhouse-sink", env),
             clickhouse_url=environment.clickhouse_url(env),
             clickhouse_database=env_str("CLICKHOUSE_DATABASE", environment.CLICKHOUSE_DATABASE, env),
+            clickhouse_fsync_after_insert=environment.clickhouse_fsync_after_insert(env),
             batch_size=env_int("CONSUMER_BATCH_SIZE", 10_000, env, minimum=1),
             batch_seconds=env_float("CONSUMER_BATCH_SECONDS", 1.0, env, positive=True),
             min_write_interval=env_float("CONSUMER_MIN_WRITE_INTERVAL", 0.2, env, positive=True),

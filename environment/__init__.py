@@ -22,6 +22,8 @@ ORDER_EVENTS_TOPIC = "order.events"
 ANALYTICS_TOPIC = "orders_analytics"
 DLQ_SUFFIX = ".dlq"
 CLICKHOUSE_DATABASE = "analytics"
+# The sink's tables sync every inserted part to disk before the insert returns (README "Durability").
+CLICKHOUSE_FSYNC_AFTER_INSERT = True
 
 Env = Mapping[str, str]
 
@@ -94,3 +96,9 @@ def kafka_bootstrap_servers(env: Env | None = None) -> list[str]:
 def clickhouse_url(env: Env | None = None) -> str:
     """http(s)://user:password@host:port for a ClickHouse server, or chdb:///path for chDB."""
     return env_str("CLICKHOUSE_URL", f"chdb://{var_dir(env) / 'chdb'}", env)
+
+
+def clickhouse_fsync_after_insert(env: Env | None = None) -> bool:
+    """Whether the schema migration makes the sink's tables fsync each insert (off only for
+    throwaway benchmarks: a host crash can then lose rows whose Kafka offsets were committed)."""
+    return env_bool("CLICKHOUSE_FSYNC_AFTER_INSERT", CLICKHOUSE_FSYNC_AFTER_INSERT, env)

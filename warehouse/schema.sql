@@ -58,6 +58,21 @@ CREATE TABLE IF NOT EXISTS {database}.order_tombstones
 ENGINE = ReplacingMergeTree(version)
 ORDER BY order_id;
 
+-- Durability of the two tables the sink writes. The sink commits a batch's Kafka offsets once its
+-- insert returned, so the insert must not return before its part is on disk: fsync_after_insert
+-- syncs the part's files, fsync_part_directory the directory entries of the part and of its rename
+-- into place. `{fsync}` is 1 unless CLICKHOUSE_FSYNC_AFTER_INSERT is off (throwaway benchmarks).
+-- A merged part is not synced; ClickHouse keeps the parts it replaced for old_parts_lifetime seconds
+-- so that after a crash a merged part that never reached the disk is replaced by them again. The
+-- server's default, 480 s, outlasts the kernel's writeback (30 s) even under load; chDB's default is
+-- 0 (the replaced parts go at the next cleanup, about 30 s), so it is set here. As ALTERs, these
+-- also bring a database created before them up to date, and running them again changes nothing.
+ALTER TABLE {database}.orders_analytics
+    MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync}, old_parts_lifetime = 480;
+
+ALTER TABLE {database}.order_tombstones
+    MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync}, old_parts_lifetime = 480;
+
 -- The current state of every active order: the base of every view. A plain view over FINAL is
 -- computed at query time, so it is exact with zero staleness (an incremental materialized view
 -- could not retract an order that a later version updates or deletes).

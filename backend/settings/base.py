@@ -99,6 +99,8 @@ KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3)
 # http(s)://user:password@host:port for a ClickHouse server, or chdb:///path for in-process chDB.
 CLICKHOUSE_URL = environment.clickhouse_url()
 CLICKHOUSE_DATABASE = env_str("CLICKHOUSE_DATABASE", environment.CLICKHOUSE_DATABASE)
+# Whether `manage.py clickhouse_migrate` makes the sink's tables fsync every insert (README "Durability").
+CLICKHOUSE_FSYNC_AFTER_INSERT = environment.clickhouse_fsync_after_insert()
 
 # --- Celery and the outbox relay ---------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", environment.CELERY_BROKER_URL)

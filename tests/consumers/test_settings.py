@@ -19,6 +19,7 @@ def test_defaults_are_those_of_the_local_stack() -> None:
     assert settings.clickhouse_database == "analytics"
     assert settings.clickhouse_url.startswith("chdb://") and settings.clickhouse_url.endswith("/var/chdb")
     assert (settings.batch_size, settings.batch_seconds, settings.min_write_interval) == (10_000, 1.0, 0.2)
+    assert settings.clickhouse_fsync_after_insert is True
 
 
 def test_environment_overrides() -> None:
@@ -30,12 +31,14 @@ def test_environment_overrides() -> None:
             "CONSUMER_BATCH_SIZE": "50",
             "CONSUMER_BATCH_SECONDS": "0.25",
             "SINK_GROUP_ID": "sink-2",
+            "CLICKHOUSE_FSYNC_AFTER_INSERT": "off",
         }
     )
     assert settings.kafka_bootstrap_servers == ["a:1", "b:2"]
     assert (settings.analytics_topic, settings.analytics_dlq_topic) == ("rows", "rows.dlq")
     assert settings.clickhouse_url == "http://ch:8123"
     assert (settings.batch_size, settings.batch_seconds, settings.sink_group_id) == (50, 0.25, "sink-2")
+    assert settings.clickhouse_fsync_after_insert is False
 
 
 @pytest.mark.parametrize(
@@ -46,6 +49,7 @@ def test_environment_overrides() -> None:
         ({"CONSUMER_BATCH_SECONDS": "-1"}, "CONSUMER_BATCH_SECONDS must be positive"),
         ({"CONSUMER_MIN_WRITE_INTERVAL": "0"}, "CONSUMER_MIN_WRITE_INTERVAL must be positive"),
         ({"CONSUMER_SESSION_TIMEOUT_MS": "100"}, "CONSUMER_SESSION_TIMEOUT_MS must be at least 6000"),
+        ({"CLICKHOUSE_FSYNC_AFTER_INSERT": "sometimes"}, "CLICKHOUSE_FSYNC_AFTER_INSERT must be a boolean"),
     ],
 )
 def test_unusable_values_are_refused_with_the_variable_name(env: dict[str, str], message: str) -> None:

@@ -21,7 +21,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            count = migrate(connect(options["url"]), options["database"])
+            count = migrate(
+                connect(options["url"]),
+                options["database"],
+                fsync_after_insert=settings.CLICKHOUSE_FSYNC_AFTER_INSERT,
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS(f"applied {count} statements to {options['database']}"))
