@@ -65,6 +65,16 @@ def _view_figures(report: dict[str, Any]) -> list[tuple[str, float]]:
     return figures
 
 
+def _fsync_figures(report: dict[str, Any]) -> list[tuple[str, float]]:
+    figures = []
+    for size, result in report.get("fsync", {}).get("batch_sizes", {}).items():
+        for mode in ("fsync", "no_fsync"):
+            value = _number(result.get(f"{mode}_ms_per_insert"))
+            if value is not None:
+                figures.append((f"sink insert ms, {int(size):,} rows, {mode.replace('_', ' ')}", value))
+    return figures
+
+
 def medians(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per figure found in at least one run: its median and each run's value."""
     labels: list[str] = []
@@ -73,6 +83,7 @@ def medians(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for report in reports:
         found = {label: _number(_get(report, path)) for label, path in FIGURES}
         found.update(dict(_view_figures(report)))
+        found.update(dict(_fsync_figures(report)))
         per_run.append(found)
         for label in found:
             if label not in values:

@@ -214,6 +214,28 @@ def _ratios_and_views_section(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _fsync_section(report: dict[str, Any]) -> list[str]:
+    result = report.get("fsync")
+    if not result:
+        return []
+    lines = [
+        "## ClickHouse inserts, fsync on vs off",
+        "",
+        f"The sink's write, ms per insert: medians of {result['repeats']} repeats of"
+        f" {result['inserts_per_repeat']} inserts each, both modes side by side in one chDB engine.",
+        "",
+        "| rows/insert | fsync on | fsync off | extra | relative cost |",
+        "|---|---|---|---|---|",
+    ]
+    for r in result["batch_sizes"].values():
+        on, off = _fmt(r["fsync_ms_per_insert"]), _fmt(r["no_fsync_ms_per_insert"])
+        lines.append(
+            f"| {r['rows_per_insert']:,} | {on} | {off}"
+            f" | {_fmt(r['extra_ms_per_insert'])} | {_fmt(r['relative_cost'])}x |"
+        )
+    return [*lines, ""]
+
+
 def _load_section(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     sustained = _get(report, "pipeline.sustained") or {}
@@ -287,6 +309,7 @@ def markdown(report: dict[str, Any]) -> str:
         _throughput_section,
         _latency_section,
         _ratios_and_views_section,
+        _fsync_section,
         _load_section,
         _memory_section,
         _errors_section,

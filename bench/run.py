@@ -32,12 +32,13 @@ FULL = Sizes(
     service_orders=2000, api_orders=3000, api_threads=16, backlog=1_000_000, backlog_two_workers=200_000,
     seed_ticks=3, seed_latency_seconds=15, latency_rate=10, latency_seconds=30, target_rate=300,
     soak_seconds=600, lag_seconds=60, lag_writers=4, view_sizes=(100_000, 1_000_000), view_runs=20,
-    rest_seconds=10,
+    rest_seconds=10, fsync_batch_sizes=(10_000, 1000, 100), fsync_repeats=7, fsync_inserts=5,
 )  # fmt: skip
 SMOKE = Sizes(
     service_orders=50, api_orders=100, api_threads=8, backlog=2000, backlog_two_workers=1000,
     seed_ticks=1, seed_latency_seconds=5, latency_rate=5, latency_seconds=4, target_rate=20,
     soak_seconds=4, lag_seconds=3, lag_writers=2, view_sizes=(1000, 10_000), view_runs=3, rest_seconds=2,
+    fsync_batch_sizes=(100, 10), fsync_repeats=3, fsync_inserts=2,
 )  # fmt: skip
 
 
@@ -79,6 +80,12 @@ def parse_sizes(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
     parser.add_argument(
         "--view-sizes", default=None, help="comma-separated order counts for the view queries"
     )
+    parser.add_argument(
+        "--fsync-batch-sizes", default=None, help="comma-separated rows per insert for the fsync stage"
+    )
+    parser.add_argument(
+        "--fsync-repeats", type=_positive(int), default=None, help="repeats per batch size, fsync stage"
+    )
     parser.add_argument("--profile", action="store_true", help="profile the one-worker relay with py-spy")
     parser.add_argument(
         "--repeat",
@@ -97,17 +104,24 @@ def parse_sizes(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
                        "relay_batch_size"):  # fmt: skip
         if getattr(args, field_name) is not None:
             changes[field_name] = getattr(args, field_name)
-    if args.view_sizes:
-        try:
-            changes["view_sizes"] = tuple(int(s) for s in args.view_sizes.split(",") if s.strip())
-        except ValueError:
-            parser.error(f"--view-sizes must be comma-separated integers, got {args.view_sizes!r}")
+    for option in ("view_sizes", "fsync_batch_sizes"):
+        text = getattr(args, option)
+        if text:
+            try:
+                changes[option] = tuple(int(s) for s in text.split(",") if s.strip())
+            except ValueError:
+                changes[option] = ()
+            if not changes[option] or min(changes[option]) < 1:
+                flag = "--" + option.replace("_", "-")
+                parser.error(f"{flag} must be comma-separated positive integers, got {text!r}")
+    if args.fsync_repeats is not None:
+        changes["fsync_repeats"] = args.fsync_repeats
     from dataclasses import replace
 
     return replace(base, **changes), args
 
 
-STAGE_NAMES = ["service_layer", "seed_relay", "relay", "consumers", "pipeline", "e2e_beat", "views"]
+STAGE_NAMES = ["service_layer", "seed_relay", "relay", "consumers", "pipeline", "e2e_beat", "views", "fsync"]
 
 
 def run(sizes: Sizes, out_root: Path, skip: list[str], command: str) -> tuple[Path, dict[str, Any]]:
@@ -144,6 +158,7 @@ def run(sizes: Sizes, out_root: Path, skip: list[str], command: str) -> tuple[Pa
             ("pipeline", stages.stage_pipeline_kick),
             ("e2e_beat", stages.stage_pipeline_beat),
             ("views", stages.stage_views),
+            ("fsync", stages.stage_fsync),
         ]
         for name, stage in plan:
             if name in skip:

@@ -49,6 +49,10 @@ class Sizes:
     view_sizes: tuple[int, ...]
     view_runs: int
     rest_seconds: float
+    # The sink's insert with fsync on and off (bench/inserts.py): rows per insert, repeats, inserts.
+    fsync_batch_sizes: tuple[int, ...]
+    fsync_repeats: int
+    fsync_inserts: int
     relay_batch_size: int | None = None
     profile: bool = False
 
@@ -520,3 +524,23 @@ def stage_views(ctx: Context) -> dict[str, Any]:
             raise BenchError(f"view benchmark at {orders} orders failed:\n{done.stderr[-2000:]}")
         results[str(orders)] = json.loads(done.stdout.strip().splitlines()[-1])
     return results
+
+
+# --- durable inserts -----------------------------------------------------------------------------------
+
+
+def stage_fsync(ctx: Context) -> dict[str, Any]:
+    """The sink's insert with fsync on and off side by side, in a process of its own
+    (bench/inserts.py), its chDB directory beside the run's."""
+    sizes = ctx.sizes
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.inserts",
+         "--batch-sizes", ",".join(str(size) for size in sizes.fsync_batch_sizes),
+         "--repeats", str(sizes.fsync_repeats), "--inserts", str(sizes.fsync_inserts),
+         "--dir", str(ctx.isolation.var_dir)],
+        cwd=REPO_DIR, env=ctx.env(), capture_output=True, text=True, timeout=3600, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise BenchError(f"insert benchmark failed:\n{done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

@@ -78,6 +78,12 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path, kafka_brokers: int
     for size in report["sizes"]["view_sizes"]:
         for view, result in report["views"][str(size)]["views"].items():
             assert is_number(result["p95_ms"]), f"{view} at {size} orders"
+    for size in report["sizes"]["fsync_batch_sizes"]:
+        inserts = report["fsync"]["batch_sizes"][str(size)]
+        for mode in ("fsync", "no_fsync"):
+            assert is_number(inserts[f"{mode}_ms_per_insert"]), f"{mode} inserts of {size} rows"
+            assert inserts[f"{mode}_ms_per_insert"] > 0, f"{mode} inserts of {size} rows"
+    assert "## ClickHouse inserts, fsync on vs off" in (run_dir / "report.md").read_text()
     peaks = report["memory"]["pipeline_rest"]
     for role in MEMORY_ROLES:
         assert is_number(peaks[role]["max_process_mb"]) and peaks[role]["max_process_mb"] > 0, role

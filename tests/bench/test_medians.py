@@ -13,6 +13,9 @@ def _report(relay: float, sink: float | None, view_p95: float) -> dict:
         "command": f"python -m bench # relay {relay}",
         "relay": {"one_worker": {"events_per_s": relay}},
         "views": {"1000": {"views": {"daily_sales_mv": {"p95_ms": view_p95}}}},
+        "fsync": {
+            "batch_sizes": {"1000": {"fsync_ms_per_insert": relay / 100, "no_fsync_ms_per_insert": 1.5}}
+        },
     }
     if sink is not None:
         report["consumers"] = {"sink": {"rows_per_s": sink}}
@@ -30,6 +33,8 @@ def test_median_per_figure_with_each_runs_value() -> None:
     assert rows["sink rows/s"]["median"] == 200
     assert rows["sink rows/s"]["runs"] == [100, None, 300]
     assert rows["daily_sales_mv p95 ms at 1,000 orders"]["median"] == 5
+    assert rows["sink insert ms, 1,000 rows, fsync"]["runs"] == [30, 10, 20]
+    assert rows["sink insert ms, 1,000 rows, no fsync"]["median"] == 1.5
     assert "HTTP API orders/s" not in rows
 
 
