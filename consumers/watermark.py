@@ -42,8 +42,10 @@ log = logging.getLogger(__name__)
 # The header the transformer copies the event's occurred_at into (orders_analytics records).
 OCCURRED_AT_HEADER = "occurred_at"
 WATERMARK_COLUMNS = ("checked_at", "watermark", "outbox_bound", "transformer_bound", "sink_bound")
-# How long a check waits for the first unapplied record of its lagging partitions.
-FETCH_TIMEOUT_SECONDS = 5.0
+# How long a probe waits for any one answer from Kafka (a request, the bootstrap, the retries of a
+# retriable error, the first unapplied record of its lagging partitions): an outage must make a
+# check report "unknown" within seconds, not after Kafka's own 30 s defaults.
+DEFAULT_TIMEOUT_SECONDS = 3.0
 
 
 class WatermarkUnknown(Exception):
@@ -97,19 +99,35 @@ class ConsumerStageProbe:
     """Reads a consumer group's progress on its topic and the first record it has not applied on
     each partition it lags on. Holds its Kafka clients: one probe serves many checks."""
 
-    def __init__(self, bootstrap_servers: list[str], client_id: str = "pipeline-watermark") -> None:
+    def __init__(
+        self,
+        bootstrap_servers: list[str],
+        client_id: str = "pipeline-watermark",
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self._timeout = timeout
+        timeout_ms = max(1000, int(timeout * 1000))
         self._admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers, client_id=client_id, request_timeout_ms=10_000
-        )
-        # No group: it only reads single records at the offsets the groups committed.
-        self._reader = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             client_id=client_id,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=256 * 1024,
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
         )
+        try:
+            # No group: it only reads single records at the offsets the groups committed.
+            self._reader = KafkaConsumer(
+                bootstrap_servers=bootstrap_servers,
+                client_id=client_id,
+                group_id=None,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                max_partition_fetch_bytes=256 * 1024,
+                request_timeout_ms=timeout_ms,
+                bootstrap_timeout_ms=timeout_ms,
+            )
+        except Exception:
+            self._admin.close()
+            raise
         self._partitions: dict[str, list[TopicPartition]] = {}
 
     def close(self) -> None:
@@ -130,6 +148,7 @@ class ConsumerStageProbe:
         committed_raw = retrying(
             f"reading the offsets group {group} committed",
             lambda: self._admin.list_group_offsets({group: None}),
+            timeout=self._timeout,
             on_retry=lambda _: forget_group_coordinator(self._admin, group),
         ).get(group, {})
         committed = {tp: meta.offset for tp, meta in committed_raw.items() if meta.offset >= 0}
@@ -144,7 +163,7 @@ class ConsumerStageProbe:
         for tp, offset in offsets.items():
             self._reader.seek(tp, offset)
         found: dict[TopicPartition, ConsumerRecord] = {}
-        deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
+        deadline = time.monotonic() + self._timeout
         while len(found) < len(offsets):
             if time.monotonic() > deadline:
                 missing = sorted(
@@ -162,7 +181,11 @@ class ConsumerStageProbe:
 
     def _topic_partitions(self, topic: str) -> list[TopicPartition]:
         if topic not in self._partitions:
-            described = retrying(f"describing topic {topic}", lambda: self._admin.describe_topics([topic]))
+            described = retrying(
+                f"describing topic {topic}",
+                lambda: self._admin.describe_topics([topic]),
+                timeout=self._timeout,
+            )
             self._partitions[topic] = [
                 TopicPartition(topic, p["partition_index"]) for d in described for p in d["partitions"]
             ]
@@ -174,7 +197,10 @@ class ConsumerStageProbe:
     def _offsets(self, partitions: Sequence[TopicPartition], spec: Any) -> dict[TopicPartition, int]:
         listed = retrying(
             "reading partition offsets",
-            lambda: self._admin.list_partition_offsets({tp: spec for tp in partitions}),
+            lambda: self._admin.list_partition_offsets(
+                {tp: spec for tp in partitions}, timeout_ms=int(self._timeout * 1000)
+            ),
+            timeout=self._timeout,
         )
         return {tp: value.offset for tp, value in listed.items()}
 
