@@ -1,5 +1,6 @@
 # One image for every role of the compose stack: web (gunicorn), Celery worker and beat, the
-# transformer and the ClickHouse sink; docker-compose.yml picks the role by its command.
+# freshness watermark's checks (manage.py pipeline_watermark), the transformer and the ClickHouse
+# sink; docker-compose.yml picks the role by its command.
 # Two stages: wheels are built with the compiler and MySQL headers, the runtime keeps only the
 # shared libraries, so the image that runs carries no toolchain.
 

@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from ninja import Path, Query, Router
 
 from analytics import selectors
+from analytics.freshness import dashboard_as_of
 from analytics.schemas import (
     DEFAULT_RANGE_DAYS,
     MAX_RANGE_DAYS,
@@ -48,42 +49,49 @@ def date_range(query: DateRangeQuery) -> tuple[date, date]:
 @router.get("/daily-sales", response={200: DailySalesOut, **ERRORS})
 def daily_sales(request: HttpRequest, query: Query[DateRangeQuery]) -> dict[str, Any]:
     date_from, date_to = date_range(query)
+    as_of = dashboard_as_of()  # before the figures: see dashboard_as_of
     items = selectors.daily_sales(date_from=date_from, date_to=date_to)
-    return {"date_from": date_from, "date_to": date_to, "items": items}
+    return {"date_from": date_from, "date_to": date_to, "items": items, "as_of": as_of}
 
 
 @router.get("/hourly-orders", response={200: HourlyOrdersOut, **ERRORS})
 def hourly_orders(request: HttpRequest, query: Query[DateRangeQuery]) -> dict[str, Any]:
     date_from, date_to = date_range(query)
+    as_of = dashboard_as_of()
     items = selectors.hourly_orders(date_from=date_from, date_to=date_to)
-    return {"date_from": date_from, "date_to": date_to, "items": items}
+    return {"date_from": date_from, "date_to": date_to, "items": items, "as_of": as_of}
 
 
 @router.get("/status-distribution", response={200: StatusDistributionOut, 503: ErrorOut})
 def status_distribution(request: HttpRequest) -> dict[str, Any]:
-    return {"items": selectors.status_distribution()}
+    as_of = dashboard_as_of()
+    return {"items": selectors.status_distribution(), "as_of": as_of}
 
 
 @router.get("/users", response={200: UserListOut, **ERRORS})
 def top_customers(request: HttpRequest, query: Query[LimitQuery]) -> dict[str, Any]:
     """Customers by money spent (cancelled and refunded orders excluded)."""
-    return {"items": selectors.top_customers(limit=query.limit)}
+    as_of = dashboard_as_of()
+    return {"items": selectors.top_customers(limit=query.limit), "as_of": as_of}
 
 
 @router.get("/users/{user_id}", response={200: UserStatsOut, 404: ErrorOut, **ERRORS})
 def user_stats(request: HttpRequest, user_id: int = Path(..., ge=1, le=MAX_ID)) -> dict[str, Any]:
+    as_of = dashboard_as_of()
     stats = selectors.user_stats(user_id=user_id)
     if stats is None:
         raise NotFound(f"no analytics for user {user_id}: no active orders (yet)", field="user_id")
-    return stats
+    return {**stats, "as_of": as_of}
 
 
 @router.get("/top-products", response={200: TopProductsOut, **ERRORS})
 def top_products(request: HttpRequest, query: Query[LimitQuery]) -> dict[str, Any]:
-    return {"items": selectors.top_products(limit=query.limit)}
+    as_of = dashboard_as_of()
+    return {"items": selectors.top_products(limit=query.limit), "as_of": as_of}
 
 
 @router.get("/overview", response={200: OverviewOut, **ERRORS})
 def overview(request: HttpRequest, query: Query[DateRangeQuery]) -> dict[str, Any]:
     date_from, date_to = date_range(query)
-    return selectors.overview(date_from=date_from, date_to=date_to)
+    as_of = dashboard_as_of()
+    return {**selectors.overview(date_from=date_from, date_to=date_to), "as_of": as_of}

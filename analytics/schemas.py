@@ -55,7 +55,13 @@ class StatusRow(Schema):
     total_amount: Money
 
 
-class UserStatsOut(Schema):
+class Fresh(Schema):
+    # Every order change committed before this moment is in the figures (README, "Freshness
+    # watermark"); null while the pipeline has not measured it yet.
+    as_of: datetime | None
+
+
+class UserStats(Schema):
     user_id: int
     user_email: str
     orders_count: int
@@ -63,6 +69,10 @@ class UserStatsOut(Schema):
     total_spent: Money
     first_order_at: datetime
     last_order_at: datetime
+
+
+class UserStatsOut(UserStats, Fresh):
+    pass
 
 
 class ProductRow(Schema):
@@ -74,31 +84,31 @@ class ProductRow(Schema):
     orders_count: int
 
 
-class DailySalesOut(Schema):
+class DailySalesOut(Fresh):
     date_from: date
     date_to: date
     items: list[DailySalesRow]
 
 
-class HourlyOrdersOut(Schema):
+class HourlyOrdersOut(Fresh):
     date_from: date
     date_to: date
     items: list[HourlyOrdersRow]
 
 
-class StatusDistributionOut(Schema):
+class StatusDistributionOut(Fresh):
     items: list[StatusRow]
 
 
-class UserListOut(Schema):
-    items: list[UserStatsOut]
+class UserListOut(Fresh):
+    items: list[UserStats]
 
 
-class TopProductsOut(Schema):
+class TopProductsOut(Fresh):
     items: list[ProductRow]
 
 
-class OverviewOut(Schema):
+class OverviewOut(Fresh):
     date_from: date
     date_to: date
     orders_count: int

@@ -23,6 +23,7 @@ ROLE_PATTERNS: list[tuple[str, tuple[str, ...]]] = [
     ("transformer", ("consumers", "transformer")),
     ("celery-beat", ("celery", "beat")),
     ("celery-worker", ("celery", "worker")),
+    ("watermark", ("manage.py", "pipeline_watermark")),
     ("web", ("gunicorn",)),
     ("relay", ("outbox_relay",)),
 ]

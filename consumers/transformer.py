@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import datetime
+from typing import NamedTuple
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
@@ -14,8 +16,15 @@ from consumers.kafka_io import SEND_TIMEOUT_SECONDS, DeadLetterQueue, make_consu
 from consumers.retry import with_retries
 from consumers.runner import BatchingConsumer
 from consumers.settings import ConsumerSettings
+from consumers.watermark import OCCURRED_AT_HEADER
 from contract.events import Envelope, InvalidEvent, decode_envelope
 from contract.rows import AnalyticsRow, encode_row
+
+
+class Transformed(NamedTuple):
+    row: AnalyticsRow
+    # The event's commit time rides along in a header, for the freshness watermark.
+    occurred_at: datetime
 
 
 def transform(event: Envelope) -> AnalyticsRow:
@@ -42,12 +51,13 @@ def transform(event: Envelope) -> AnalyticsRow:
     )
 
 
-def decode_order_event(record: ConsumerRecord) -> AnalyticsRow:
-    row = transform(decode_envelope(record.value))
+def decode_order_event(record: ConsumerRecord) -> Transformed:
+    event = decode_envelope(record.value)
+    row = transform(event)
     # The key decides the partition, and so the per-order ordering: it must be the order id.
     if record.key is not None and record.key != str(row.order_id).encode():
         raise InvalidEvent("record key must be the order id")
-    return row
+    return Transformed(row, event.occurred_at)
 
 
 class AnalyticsRowProducer:
@@ -55,15 +65,19 @@ class AnalyticsRowProducer:
         self._producer = producer
         self._topic = topic
 
-    def write(self, rows: Sequence[AnalyticsRow]) -> None:
+    def write(self, items: Sequence[Transformed]) -> None:
         futures = [
             self._producer.send(
                 self._topic,
                 key=str(row.order_id).encode(),
                 value=encode_row(row),
-                headers=[("event_type", row.event_type.encode()), ("version", str(row.version).encode())],
+                headers=[
+                    ("event_type", row.event_type.encode()),
+                    ("version", str(row.version).encode()),
+                    (OCCURRED_AT_HEADER, occurred_at.isoformat().encode()),
+                ],
             )
-            for row in rows
+            for row, occurred_at in items
         ]
         self._producer.flush(timeout=SEND_TIMEOUT_SECONDS)
         for future in futures:
@@ -72,7 +86,7 @@ class AnalyticsRowProducer:
 
 def build_transformer(
     settings: ConsumerSettings, stop_event: threading.Event | None = None
-) -> tuple[BatchingConsumer[AnalyticsRow], KafkaConsumer, KafkaProducer]:
+) -> tuple[BatchingConsumer[Transformed], KafkaConsumer, KafkaProducer]:
     stop_event = stop_event or threading.Event()
     producer = make_producer(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="transformer")
     consumer = make_consumer(

@@ -115,4 +115,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(OutboxCollector())
     registry.register(DeadLetterCollector())
+    from analytics.freshness import FreshnessCollector  # the web process has both apps
+
+    registry.register(FreshnessCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -55,6 +55,8 @@ class OutboxEvent(models.Model):
         indexes = [
             # The relay's scan: pending rows in id order.
             models.Index(fields=["status", "id"], name="outbox_status_id"),
+            # The freshness watermark: the oldest unpublished event's commit time, per status.
+            models.Index(fields=["status", "occurred_at"], name="outbox_status_occurred"),
             # Retention purge: published rows by age.
             models.Index(fields=["status", "published_at"], name="outbox_status_published"),
         ]

@@ -359,6 +359,37 @@ def print_summary(
     print(f"PASS: {len(run.order_ids)} orders reached ClickHouse and every view in {waited:.1f}s")
 
 
+def api_as_of(api: Api) -> datetime | None:
+    value = api.call("GET", "/api/analytics/status-distribution").get("as_of")
+    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def check_watermark(api: Api, stages: Stages, timeout: float) -> None:
+    """The freshness watermark the API reports must reach the run's last commit once every stage
+    holds it (README, "Freshness watermark")."""
+    from django.db.models import Max
+
+    from outbox.models import OutboxEvent
+
+    last = OutboxEvent.objects.filter(
+        aggregate_type="order", aggregate_id__in=[str(i) for i in stages.run.order_ids]
+    ).aggregate(last=Max("occurred_at"))["last"]
+    seen: dict[str, datetime | None] = {}
+
+    def probe() -> tuple[bool, str]:
+        seen["as_of"] = api_as_of(api)
+        return seen["as_of"] is not None and seen["as_of"] >= last, f"as_of {seen['as_of']}"
+
+    waited = wait_for(
+        "the freshness watermark", probe, timeout,
+        lambda: StageFailed("watermark", f"as_of {seen.get('as_of')} never reached the last commit {last}"),
+    )  # fmt: skip
+    as_of = seen["as_of"]
+    assert as_of is not None
+    print(f"freshness watermark: views as of {as_of.isoformat()}, {(as_of - last).total_seconds():.1f}s "
+          f"after the run's last commit (reached {waited:.1f}s after every stage matched)")  # fmt: skip
+
+
 def check(args: argparse.Namespace) -> None:
     api = Api(api_url())
     ready = api.call("GET", "/readyz")
@@ -398,6 +429,7 @@ def check(args: argparse.Namespace) -> None:
         for oid, (version, updated) in stages.mysql_versions.items()
         if (oid, version) in watcher.first_seen
     ]
+    check_watermark(api, stages, args.timeout)
     print_summary(last["snap"], run, latencies, waited, not args.run_only)
 
 

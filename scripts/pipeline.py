@@ -4,8 +4,9 @@
     python -m scripts.pipeline stop | status
 
 Roles, in start order: chdb-gateway (the only process that opens the chDB data directory; every
-other role reaches ClickHouse over its HTTP interface), sink, transformer, worker (Celery), beat
-(Celery), web (gunicorn). Each role logs to $VAR_DIR/log/<role>.log and, prefixed with its name, to
+other role reaches ClickHouse over its HTTP interface), sink, transformer, worker (Celery),
+watermark (the freshness watermark's checks, apart from the relay's worker), beat (Celery), web
+(gunicorn). Each role logs to $VAR_DIR/log/<role>.log and, prefixed with its name, to
 the console. When every role is up the supervisor prints a readiness block; if a role dies it names
 the role, prints the tail of its log, stops the others and exits 1. Ctrl-C or SIGTERM stops the
 roles in reverse order (web and beat first, sink and gateway last) and exits 0.
@@ -38,9 +39,9 @@ from consumers.settings import ConsumerSettings
 from environment import SettingsError, env_int, env_str
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-ROLE_ORDER = ("chdb-gateway", "sink", "transformer", "worker", "beat", "web")
+ROLE_ORDER = ("chdb-gateway", "sink", "transformer", "worker", "watermark", "beat", "web")
 # Web and beat stop first (no new work comes in), the gateway last (the sink may still be writing).
-STOP_ORDER = ("web", "beat", "worker", "transformer", "sink", "chdb-gateway")
+STOP_ORDER = ("web", "beat", "watermark", "worker", "transformer", "sink", "chdb-gateway")
 READY_MARKER = "pipeline is ready"
 
 
@@ -123,6 +124,8 @@ def role_commands(config: Config) -> dict[str, list[str]]:
             py, "-m", "celery", "-A", "backend", "worker", "--loglevel", "INFO", "--queues", queue,
             "--concurrency", str(config.worker_concurrency), "--hostname", f"relay-{os.getpid()}@%h",
         ],
+        # Its own process: a check waiting on Kafka or the database never delays the relay.
+        "watermark": [py, "manage.py", "pipeline_watermark"],
         "beat": [
             py, "-m", "celery", "-A", "backend", "beat", "--loglevel", "INFO",
             "--schedule", str(config.run_dir / "celerybeat-schedule"),

@@ -41,13 +41,18 @@ class ClickHouseClient(Protocol):
     ) -> Any: ...
 
 
-def connect(url: str) -> ClickHouseClient:
-    """A client for `http(s)://user:password@host:port` or `chdb:///data/dir`."""
+def connect(url: str, timeout: float | None = None) -> ClickHouseClient:
+    """A client for `http(s)://user:password@host:port` or `chdb:///data/dir`. `timeout` bounds
+    each connect and each wait for an answer of a server (chDB runs in-process: nothing to bound)."""
     import clickhouse_connect
 
     if not url.startswith(("http://", "https://", "chdb://")):
         raise ValueError(f"CLICKHOUSE_URL must start with http://, https:// or chdb://, got {url!r}")
-    client: ClickHouseClient = clickhouse_connect.get_client(dsn=url)
+    waits: dict[str, Any] = {}
+    if timeout is not None and not url.startswith("chdb://"):
+        seconds = max(1, round(timeout))
+        waits = {"connect_timeout": seconds, "send_receive_timeout": seconds}
+    client: ClickHouseClient = clickhouse_connect.get_client(dsn=url, **waits)
     return client
 
 

@@ -171,3 +171,41 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.top_products_mv
 REFRESH EVERY 5 SECOND
 ENGINE = MergeTree ORDER BY product_id
 AS SELECT * FROM {database}.top_products_live;
+
+-- The freshness watermark (README, "Freshness watermark"; consumers/watermark.py). Every check of
+-- the pipeline's progress writes one row: `watermark` is a commit time such that every order change
+-- committed before it was in orders_analytics when the check finished reading, at `checked_at`;
+-- the bounds are each stage's part in it (NULL when nothing waited there). Kept for a day.
+CREATE TABLE IF NOT EXISTS {database}.pipeline_watermark
+(
+    checked_at        DateTime64(6, 'UTC'),
+    watermark         DateTime64(6, 'UTC'),
+    outbox_bound      Nullable(DateTime64(6, 'UTC')),
+    transformer_bound Nullable(DateTime64(6, 'UTC')),
+    sink_bound        Nullable(DateTime64(6, 'UTC'))
+)
+ENGINE = MergeTree
+ORDER BY checked_at
+TTL toDateTime(checked_at) + INTERVAL 1 DAY;
+
+-- How current the dashboards' views are: a refresh reads the table as it was when the refresh
+-- started, so the views hold every change committed before the watermark of the latest check that
+-- finished before the oldest of their last successful refreshes. One row, or none while a view has
+-- never refreshed or no check preceded its refresh. `refreshed_at` has whole seconds: rounding
+-- down only makes the answer older, never too new.
+CREATE OR REPLACE VIEW {database}.dashboard_freshness AS
+WITH (
+    SELECT if(count() = 5 AND countIf(last_success_time IS NULL) = 0, min(last_success_time), NULL)
+    FROM system.view_refreshes
+    WHERE database = '{database}'
+      AND view IN ('daily_sales_mv', 'hourly_sales_mv', 'order_status_mv', 'user_analytics_mv',
+                   'top_products_mv')
+) AS refreshed_at
+SELECT
+    watermark AS as_of,
+    checked_at,
+    refreshed_at
+FROM {database}.pipeline_watermark
+WHERE refreshed_at IS NOT NULL AND checked_at <= refreshed_at
+ORDER BY checked_at DESC
+LIMIT 1;

@@ -140,6 +140,11 @@ KAFKA_PRODUCER_DELIVERY_TIMEOUT = env_float("KAFKA_PRODUCER_DELIVERY_TIMEOUT", 3
 OUTBOX_FAULT_EXIT_AFTER_PRODUCE = env_bool("OUTBOX_FAULT_EXIT_AFTER_PRODUCE", False)
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 
+# The freshness watermark's checks (analytics/freshness.py; `manage.py pipeline_watermark`, a
+# process of its own, not a Celery task): seconds between checks, and the most one check may wait.
+PIPELINE_WATERMARK_INTERVAL = env_float("PIPELINE_WATERMARK_INTERVAL", 1.0, positive=True)
+PIPELINE_WATERMARK_TIMEOUT = env_float("PIPELINE_WATERMARK_TIMEOUT", 3.0, positive=True)
+
 CELERY_BEAT_SCHEDULE = {
     "outbox-relay": {
         "task": "outbox.tasks.relay_outbox",

@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,7 @@ class Pipeline:
     env: dict[str, str]
     var_dir: Path
     process: subprocess.Popen[bytes] | None = None
+    roles: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def console_path(self) -> Path:
@@ -83,6 +84,25 @@ class Pipeline:
             self.process.wait(timeout=10)
             pytest.fail(f"pipeline did not stop within 120s:\n{self.console()[-4000:]}")
 
+    def start_role(self, *command: str) -> subprocess.Popen[bytes]:
+        """Runs one role outside the supervisor (e.g. `python -m consumers sink` after starting
+        with --without sink), so a test can stop and restart it while the others keep running."""
+        log = (self.var_dir / f"role-{len(self.roles)}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, *command], cwd=REPO_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.roles.append(process)
+        return process
+
+    def stop_role(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
     def script(self, *command: str, timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             list(command), cwd=REPO_DIR, env=self.env, capture_output=True, text=True, timeout=timeout
@@ -118,4 +138,6 @@ def pipeline(transactional_db: None, tmp_path: Path) -> Iterator[Pipeline]:
     }
     pipe = Pipeline(env=env, var_dir=tmp_path / "var")
     yield pipe
+    for role in pipe.roles:
+        pipe.stop_role(role)
     pipe.stop()

@@ -56,7 +56,7 @@ def test_without_the_sink_both_scripts_fail_naming_the_stage_and_a_dying_role_st
     pipeline: Pipeline,
 ) -> None:
     pipeline.start("--without", "sink")
-    assert "pipeline is ready: chdb-gateway, transformer, worker, beat, web" in pipeline.console()
+    assert "pipeline is ready: chdb-gateway, transformer, worker, watermark, beat, web" in pipeline.console()
 
     result = pipeline.script(
         sys.executable, "-m", "scripts.check_pipeline", "--orders", "20", "--timeout", "20", timeout=120

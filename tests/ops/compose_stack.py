@@ -11,7 +11,7 @@ import yaml
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_DIR / "docker-compose.yml"
-APP_ROLES = ("init", "web", "worker", "beat", "transformer", "sink")
+APP_ROLES = ("init", "web", "worker", "beat", "watermark", "transformer", "sink")
 BROKERS = ("kafka-local1", "kafka-local2", "kafka-local3")
 
 

@@ -1,18 +1,25 @@
 """The relay through Kafka failures, on a private 3-node cluster that the tests break (the shared
 cluster is never touched): the whole cluster unreachable for a while, and one broker stopped in
 the middle of a run, and one partition without enough in-sync replicas while the others work.
-Real Celery worker and beat processes relay."""
+Real Celery worker and beat processes relay. And the freshness watermark's check through the same
+outage: it says "unknown" and records nothing until the cluster is back."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+import uuid
+from typing import Any
 
 import pytest
+from django.conf import settings
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
+from analytics.freshness import WatermarkChecker
+from consumers.settings import ConsumerSettings
+from consumers.watermark import Check, WatermarkUnknown
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.partitions import partition_for_key
 from tests.outbox.conftest import (
@@ -170,3 +177,63 @@ def test_an_unavailable_partition_is_charged_nothing_and_spares_the_others(
         f" {burst_seconds:.1f}s;"
         f" {5 * len(out)} waited uncharged and went out after recovery, {dupes} duplicates"
     )
+
+
+def _watermark_checker(cluster: PrivateKafka, database: str) -> WatermarkChecker:
+    run = uuid.uuid4().hex[:8]
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": ",".join(cluster.bootstrap),
+        "ORDER_EVENTS_TOPIC": _topic(cluster, f"order-events-{run}"),
+        "ANALYTICS_TOPIC": _topic(cluster, f"orders-analytics-{run}"),
+        "TRANSFORMER_GROUP_ID": f"transformer-{run}",
+        "SINK_GROUP_ID": f"sink-{run}",
+    }
+    return WatermarkChecker(ConsumerSettings.from_env(env), settings.CLICKHOUSE_URL, database, timeout=3.0)
+
+
+def _recorded(client: Any, database: str) -> list[tuple[Any, ...]]:
+    sql = f"SELECT checked_at, watermark FROM {database}.pipeline_watermark ORDER BY checked_at"
+    return list(client.query(sql).result_rows)
+
+
+def test_the_watermark_check_says_unknown_while_kafka_is_unreachable_and_records_nothing(
+    private_kafka: PrivateKafka, clickhouse_client: Any, clickhouse_database: str
+) -> None:
+    from warehouse.schema import migrate
+
+    migrate(clickhouse_client, clickhouse_database)
+    oldest_pending = insert_outbox_events(orders=3, versions=1)[0].occurred_at
+    checker = _watermark_checker(private_kafka, clickhouse_database)
+    checks: list[Check] = []
+
+    def known() -> bool:
+        try:
+            checks.append(checker.check())
+        except WatermarkUnknown:
+            return False  # e.g. the first checks of a new cluster, while it places the offsets topic
+        return True
+
+    try:
+        assert wait_until(known, timeout=60, interval=1), "no check succeeded with the cluster up"
+        assert checks[-1].watermark == oldest_pending  # the outbox holds the watermark
+        before = _recorded(clickhouse_client, clickhouse_database)
+
+        private_kafka.stop()
+        try:
+            reasons: list[str] = []
+            for _ in range(3):  # the first after the outage, and checks that follow it
+                started = time.monotonic()
+                with pytest.raises(WatermarkUnknown) as unknown:
+                    checker.check()
+                reasons.append(f"{time.monotonic() - started:.1f}s: {unknown.value}")
+                print(f"watermark check with Kafka down: unknown after {reasons[-1]}")
+            during = _recorded(clickhouse_client, clickhouse_database)
+            assert during == before, "a check recorded a watermark without Kafka"
+        finally:
+            private_kafka.start()
+
+        assert wait_until(known, timeout=90, interval=1), "no check succeeded after Kafka came back"
+        assert checks[-1].watermark == oldest_pending
+        assert len(_recorded(clickhouse_client, clickhouse_database)) > len(before)
+    finally:
+        checker.close()
