@@ -56,8 +56,8 @@ migrate: python ## apply the Django migrations to MariaDB
 
 # --- the pipeline -------------------------------------------------------------------------------
 
-.PHONY: run pipeline-start pipeline-stop pipeline-status test-pipeline test-deletion-flow
-run: setup services-start migrate ## start the local pipeline: every role in the foreground, Ctrl-C stops it
+.PHONY: run pipeline-start pipeline-stop pipeline-status stop test-pipeline test-deletion-flow
+run: setup services-start migrate ## start the local pipeline: every role in the foreground, Ctrl-C stops the roles
 	@$(PY) -m scripts.pipeline run
 pipeline-start: setup services-start migrate ## start the local pipeline in the background; returns when ready
 	@$(PY) -m scripts.pipeline run --detach
@@ -65,6 +65,11 @@ pipeline-stop: ## stop a pipeline started with pipeline-start
 	@$(PY) -m scripts.pipeline stop
 pipeline-status: ## is the background pipeline running and ready?
 	@$(PY) -m scripts.pipeline status
+# The roles first: they still talk to the services while they stop. Without a virtualenv no
+# pipeline can have been started, but services-start may have run.
+stop: ## stop everything make run / pipeline-start started: the pipeline's roles, then MariaDB, Redis, Kafka
+	@if [ -x $(PY) ]; then $(PY) -m scripts.pipeline stop; fi
+	@bash $(SERVICES) stop
 
 N ?= 1000
 test-pipeline: python ## check a running pipeline end to end with N orders (default 1000)

@@ -16,7 +16,7 @@ The chDB gateway and the SQL shell are ClickHouse's own: `python -m warehouse`.
 from __future__ import annotations
 
 import argparse
-import logging
+import logging.config
 import sys
 import threading
 
@@ -27,6 +27,7 @@ from kafka.errors import KafkaError
 from consumers import dead_letters
 from consumers.dead_letters import DeadLetterRunaway
 from consumers.kafka_io import make_producer
+from consumers.kafka_logging import logging_config
 from consumers.runner import stop_on_signals
 from consumers.settings import ConsumerSettings, SettingsError
 from warehouse.client import connect, query_rows
@@ -127,13 +128,12 @@ def _run(args: argparse.Namespace, settings: ConsumerSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         settings = ConsumerSettings.from_env()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    logging.config.dictConfig(logging_config(brokers=len(settings.kafka_bootstrap_servers)))
     try:
         _run(args, settings)
     except DeadLetterRunaway as exc:

@@ -249,6 +249,32 @@ def assigned_partitions(group: str) -> int:
     )
 
 
+def readiness_block(config: Config) -> str:
+    """What a person needs once the pipeline is up: the pages to open and with which login, how to
+    get an admin API token, what this local stack lacks, where the logs are and how to stop it.
+    `make run` and `make pipeline-start` print the same block."""
+    web = config.web_url
+    return "\n".join(
+        [
+            f"{READY_MARKER}: {', '.join(config.roles)}",
+            "  open (no login unless said)",
+            f"    API docs        {web}/api/docs",
+            f"    orders API      {web}/api/orders",
+            f"    analytics API   {web}/api/analytics/overview",
+            f"    metrics         {web}/metrics",
+            f"    Django admin    {web}/admin/  login: a staff user (manage.py createsuperuser)",
+            f"    ClickHouse HTTP {config.clickhouse_url}  (make clickhouse-shell)",
+            "  admin API         .venv/bin/python manage.py create_admin_token <staff username>",
+            "                    prints the token and the user id to send with it as X-Admin-Id",
+            "  Grafana, Kafka UI compose stack only (make up, with a Docker engine); not in this pipeline",
+            f"  logs              {config.log_dir}/<role>.log  (make logs)",
+            "  check it          make test-pipeline N=1000   ·   make test-deletion-flow",
+            "  stop              Ctrl-C or make pipeline-stop: these roles; MariaDB, Redis and Kafka keep",
+            "                    running until make services-stop; make stop: the roles and the services",
+        ]
+    )
+
+
 class Supervisor:
     def __init__(self, config: Config, console: Console) -> None:
         self.config = config
@@ -362,22 +388,6 @@ class Supervisor:
             process.wait(timeout=10)
         self.start(name)
 
-    def readiness_block(self) -> str:
-        c = self.config
-        return "\n".join(
-            [
-                f"{READY_MARKER}: {', '.join(c.roles)}",
-                f"  API docs        {c.web_url}/api/docs",
-                f"  Django admin    {c.web_url}/admin/  (manage.py createsuperuser)",
-                f"  analytics API   {c.web_url}/api/analytics/overview",
-                f"  ClickHouse HTTP {c.clickhouse_url}  (make clickhouse-shell)",
-                "  admin token     .venv/bin/python manage.py create_admin_token <staff username>",
-                f"  logs            {c.log_dir}/<role>.log  (make logs)",
-                "  check it        make test-pipeline N=1000   ·   make test-deletion-flow",
-                "  stop            Ctrl-C (make pipeline-stop when started in the background)",
-            ]
-        )
-
     def watch(self) -> None:
         while not self.stopping.wait(0.5):
             dead = self.dead_role()
@@ -420,7 +430,7 @@ def run(config: Config) -> int:
     code = 0
     try:
         supervisor.start_all()
-        print(supervisor.readiness_block(), flush=True)
+        print(readiness_block(config), flush=True)
         (config.run_dir / "pipeline.ready").write_text(str(os.getpid()))
         supervisor.watch()
         supervisor.say("stopping (signal received)")
@@ -471,6 +481,7 @@ def detach(config: Config, argv: list[str]) -> int:
     deadline = time.monotonic() + config.ready_timeout + 30
     while time.monotonic() < deadline:
         if ready_file.exists():
+            print(readiness_block(config))
             print(f"pipeline running in the background (pid {process.pid}); console log {log_path}")
             return 0
         if process.poll() is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import environment
 from backend.settings.env import database_from_url
+from consumers.kafka_logging import logging_config
 from environment import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -80,20 +81,14 @@ STATIC_URL = "static/"
 STATIC_ROOT = env_str("DJANGO_STATIC_ROOT", "") or None
 WHITENOISE_USE_FINDERS = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"kafka": {"level": "WARNING"}},
-}
-
 # --- Kafka -------------------------------------------------------------------------------------
 KAFKA_BOOTSTRAP_SERVERS = environment.kafka_bootstrap_servers()
 ORDER_EVENTS_TOPIC = env_str("ORDER_EVENTS_TOPIC", environment.ORDER_EVENTS_TOPIC)
 ANALYTICS_TOPIC = env_str("ANALYTICS_TOPIC", environment.ANALYTICS_TOPIC)
 KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3)
+
+# Plain lines on the console; one Kafka broker down is one warning, not an error per reconnect.
+LOGGING = logging_config(brokers=len(KAFKA_BOOTSTRAP_SERVERS), level=env_str("LOG_LEVEL", "INFO"))
 
 # --- ClickHouse --------------------------------------------------------------------------------
 # http(s)://user:password@host:port for a ClickHouse server, or chdb:///path for in-process chDB.

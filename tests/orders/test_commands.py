@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -13,9 +14,9 @@ from orders.models import AdminApiToken, Customer, Inventory, Product
 from tests.orders.conftest import grant
 
 
-def issue_token(username: str) -> str:
+def issue_token(username: str, said: io.StringIO | None = None) -> str:
     out = io.StringIO()
-    call_command("create_admin_token", username, stdout=out, stderr=io.StringIO())
+    call_command("create_admin_token", username, stdout=out, stderr=said or io.StringIO())
     return out.getvalue().strip()
 
 
@@ -23,14 +24,18 @@ def issue_token(username: str) -> str:
 def test_create_admin_token_issues_a_working_token_and_stores_only_its_digest(client: Client) -> None:
     staff = get_user_model().objects.create_user(username="ops", password="pw", is_staff=True)
     grant(staff, "orders.delete_order")
-    token = issue_token("ops")
+    said = io.StringIO()
+    token = issue_token("ops", said)
 
     assert len(token) >= 40
     stored = AdminApiToken.objects.get(user=staff)
     assert token not in stored.token_hash and len(stored.token_hash) == 64
 
+    # README's example reads the X-Admin-Id to send from what the command says.
+    admin_id = re.search(r"send it with X-Admin-Id: (\d+)$", said.getvalue().strip())
+    assert admin_id is not None and admin_id[1] == str(staff.pk), said.getvalue()
     response = client.delete(
-        "/admin/orders/424242", headers={"Authorization": f"Bearer {token}", "X-Admin-Id": str(staff.pk)}
+        "/admin/orders/424242", headers={"Authorization": f"Bearer {token}", "X-Admin-Id": admin_id[1]}
     )
     assert response.status_code == 404  # authenticated and authorised; the order just does not exist
     stored.refresh_from_db()
