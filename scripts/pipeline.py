@@ -36,6 +36,7 @@ from consumers.kafka_compat import forget_group_coordinator, partition_leader
 from consumers.kafka_io import retrying
 from consumers.settings import ConsumerSettings
 from environment import SettingsError, env_int, env_str
+from warehouse.gateway_credential import CredentialError, local_gateway_url, password_file
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 ROLE_ORDER = ("chdb-gateway", "sink", "transformer", "worker", "beat", "web")
@@ -141,13 +142,19 @@ def role_commands(config: Config) -> dict[str, list[str]]:
 
 
 def child_env(config: Config) -> dict[str, str]:
+    try:
+        # Created here on the first start, so the gateway and every role share it from the start.
+        clickhouse_url = local_gateway_url(config.clickhouse_port, config.var_dir)
+    except (CredentialError, OSError) as exc:
+        raise PipelineError(f"the chDB gateway's credential: {exc}") from exc
     env = dict(os.environ)
     env.update(
         {
             "PYTHONUNBUFFERED": "1",
             "VAR_DIR": str(config.var_dir),
-            # Every role but the gateway reaches ClickHouse the way it would reach a server.
-            "CLICKHOUSE_URL": config.clickhouse_url,
+            # Every role but the gateway reaches ClickHouse the way it would reach a server,
+            # with the gateway's credential.
+            "CLICKHOUSE_URL": clickhouse_url,
         }
     )
     return env
@@ -367,7 +374,8 @@ class Supervisor:
                 f"  API docs        {c.web_url}/api/docs",
                 f"  Django admin    {c.web_url}/admin/  (manage.py createsuperuser)",
                 f"  analytics API   {c.web_url}/api/analytics/overview",
-                f"  ClickHouse HTTP {c.clickhouse_url}  (make clickhouse-shell)",
+                f"  ClickHouse HTTP {c.clickhouse_url}  (make clickhouse-shell; user default, "
+                f"password in {password_file(c.var_dir)})",
                 "  admin token     .venv/bin/python manage.py create_admin_token <staff username>",
                 f"  logs            {c.log_dir}/<role>.log  (make logs)",
                 "  check it        make test-pipeline N=1000   ·   make test-deletion-flow",
@@ -406,7 +414,11 @@ def run(config: Config) -> int:
     for directory in (config.log_dir, config.run_dir):
         directory.mkdir(parents=True, exist_ok=True)
     console = Console(sys.stdout)
-    supervisor = Supervisor(config, console)
+    try:
+        supervisor = Supervisor(config, console)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     def on_signal(signum: int, frame: object) -> None:
         supervisor.stopping.set()
