@@ -118,12 +118,16 @@ class ChdbEngine:
         self._lock = threading.Lock()
         self._spool = Path(tempfile.mkdtemp(prefix="chdb-gateway-"))
         # The sink sends the same INSERT statement with every batch: parse it once.
-        self.parse = functools.lru_cache(maxsize=1024)(self._parse)
+        self._parse_cached = functools.lru_cache(maxsize=1024)(self._parse)
 
     def _query(self, sql: str, output_format: str) -> str:
         with self._lock:
             result = self._session.query(sql, output_format)
         return bytes(result.bytes()).decode() if result is not None else ""
+
+    def parse(self, sql: str) -> Statement:
+        # Short statements only in the cache: inline INSERT rows may be long and never repeat.
+        return self._parse_cached(sql) if len(sql) <= 4096 else self._parse(sql)
 
     def _parse(self, sql: str) -> Statement:
         """`sql` as the engine parses it; a syntax error, or more than one statement, raises the
