@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import environment
+from warehouse.gateway_credential import local_gateway_url
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
@@ -58,7 +59,8 @@ class Isolation:
 
     @property
     def clickhouse_url(self) -> str:
-        return f"http://127.0.0.1:{self.clickhouse_port}"
+        """The run's chDB gateway with its credential (created in the run's VAR_DIR)."""
+        return local_gateway_url(self.clickhouse_port, self.var_dir)
 
     @property
     def web_url(self) -> str:

@@ -50,6 +50,7 @@ from scripts.pipeline_checks import (
     run_script,
     wait_for,
 )
+from warehouse.client import redacted
 
 PRODUCTS = 5
 CUSTOMERS = 10
@@ -395,7 +396,7 @@ def check(args: argparse.Namespace) -> None:
     ready = api.call("GET", "/readyz")
     if ready.get("status") != "ready":
         raise StageFailed("web", f"/readyz reports {ready}")
-    print(f"pipeline under test: API {api.base_url}, ClickHouse {clickhouse_url()}")
+    print(f"pipeline under test: API {api.base_url}, ClickHouse {redacted(clickhouse_url())}")
     run = Run(tag=uuid.uuid4().hex[:8])
     watcher = VisibilityWatcher(run, args.poll)
     watcher.start()

@@ -37,6 +37,7 @@ from consumers.kafka_compat import forget_group_coordinator, partition_leader
 from consumers.kafka_io import retrying
 from consumers.settings import ConsumerSettings
 from environment import SettingsError, env_int, env_str
+from warehouse.gateway_credential import CredentialError, local_gateway_url, password_file
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 ROLE_ORDER = ("chdb-gateway", "sink", "transformer", "worker", "watermark", "beat", "web")
@@ -144,13 +145,19 @@ def role_commands(config: Config) -> dict[str, list[str]]:
 
 
 def child_env(config: Config) -> dict[str, str]:
+    try:
+        # Created here on the first start, so the gateway and every role share it from the start.
+        clickhouse_url = local_gateway_url(config.clickhouse_port, config.var_dir)
+    except (CredentialError, OSError) as exc:
+        raise PipelineError(f"the chDB gateway's credential: {exc}") from exc
     env = dict(os.environ)
     env.update(
         {
             "PYTHONUNBUFFERED": "1",
             "VAR_DIR": str(config.var_dir),
-            # Every role but the gateway reaches ClickHouse the way it would reach a server.
-            "CLICKHOUSE_URL": config.clickhouse_url,
+            # Every role but the gateway reaches ClickHouse the way it would reach a server,
+            # with the gateway's credential.
+            "CLICKHOUSE_URL": clickhouse_url,
         }
     )
     return env
@@ -263,7 +270,8 @@ def readiness_block(config: Config) -> str:
             f"    analytics API   {web}/api/analytics/overview",
             f"    metrics         {web}/metrics",
             f"    Django admin    {web}/admin/  login: a staff user (manage.py createsuperuser)",
-            f"    ClickHouse HTTP {config.clickhouse_url}  (make clickhouse-shell)",
+            f"    ClickHouse HTTP {config.clickhouse_url}  (make clickhouse-shell; user default,",
+            f"                    password in {password_file(config.var_dir)})",
             "  admin API         .venv/bin/python manage.py create_admin_token <staff username>",
             "                    prints the token and the user id to send with it as X-Admin-Id",
             "  Grafana, Kafka UI compose stack only (make up, with a Docker engine); not in this pipeline",
@@ -419,7 +427,11 @@ def run(config: Config) -> int:
     for directory in (config.log_dir, config.run_dir):
         directory.mkdir(parents=True, exist_ok=True)
     console = Console(sys.stdout)
-    supervisor = Supervisor(config, console)
+    try:
+        supervisor = Supervisor(config, console)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     def on_signal(signum: int, frame: object) -> None:
         supervisor.stopping.set()

@@ -2,9 +2,10 @@
 the environment, so the same checks run against the local pipeline and the compose stack), an HTTP
 client for the API, counts per stage, and a bounded wait with a visible progress line.
 
-Environment: API_URL (default http://127.0.0.1:$WEB_PORT), CLICKHOUSE_URL (default
-http://127.0.0.1:$CLICKHOUSE_HTTP_PORT), CLICKHOUSE_DATABASE, DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS,
-the topic and consumer-group variables of consumers/settings.py, ADMIN_TOKEN and ADMIN_ID.
+Environment: API_URL (default http://127.0.0.1:$WEB_PORT), CLICKHOUSE_URL (default: the chDB gateway
+at http://127.0.0.1:$CLICKHOUSE_HTTP_PORT with its credential from $VAR_DIR), CLICKHOUSE_DATABASE,
+DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, the topic and consumer-group variables of consumers/settings.py,
+ADMIN_TOKEN and ADMIN_ID.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 import environment
 from consumers.kafka_compat import forget_group_coordinator
 from consumers.kafka_io import retrying
+from warehouse.client import redacted
+from warehouse.gateway_credential import CredentialError, local_gateway_url
 
 
 class StageFailed(Exception):
@@ -75,8 +78,14 @@ def api_url() -> str:
 
 
 def clickhouse_url() -> str:
-    port = os.environ.get("CLICKHOUSE_HTTP_PORT", "") or "8123"
-    url = os.environ.get("CLICKHOUSE_URL", "") or f"http://127.0.0.1:{port}"
+    """CLICKHOUSE_URL, or else the local chDB gateway with its credential from VAR_DIR."""
+    url = os.environ.get("CLICKHOUSE_URL", "")
+    if not url:
+        try:
+            port = environment.env_int("CLICKHOUSE_HTTP_PORT", 8123, minimum=1)
+            return local_gateway_url(port)
+        except (environment.SettingsError, CredentialError, OSError) as exc:
+            raise StageFailed("configuration", f"cannot use the chDB gateway's credential: {exc}") from exc
     if not url.startswith("http"):
         # chdb:// would try to open the directory the running gateway owns.
         raise StageFailed(
@@ -143,7 +152,7 @@ def clickhouse() -> Any:
     try:
         return connect(clickhouse_url())
     except Exception as exc:
-        raise StageFailed("ClickHouse", f"cannot connect to {clickhouse_url()}: {exc}") from exc
+        raise StageFailed("ClickHouse", f"cannot connect to {redacted(clickhouse_url())}: {exc}") from exc
 
 
 def clickhouse_database() -> str:

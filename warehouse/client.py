@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -54,6 +55,15 @@ def connect(url: str, timeout: float | None = None) -> ClickHouseClient:
         waits = {"connect_timeout": seconds, "send_receive_timeout": seconds}
     client: ClickHouseClient = clickhouse_connect.get_client(dsn=url, **waits)
     return client
+
+
+def redacted(url: str) -> str:
+    """`url` fit for a log or a message: its password, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def check_identifier(name: str) -> str:

@@ -7,7 +7,8 @@ clickhouse-shell` on the local stack: there ClickHouse is chDB, owned by the chD
     echo "SHOW TABLES;" | python -m warehouse shell
 
 CLICKHOUSE_URL chooses the server when it is http(s)://…; otherwise (chdb://…, the in-process
-default) the shell asks the gateway at http://127.0.0.1:8123. CLICKHOUSE_DATABASE (default
+default) the shell asks the gateway at http://127.0.0.1:$CLICKHOUSE_HTTP_PORT (8123) with the
+gateway's credential from $VAR_DIR (`warehouse.gateway_credential`). CLICKHOUSE_DATABASE (default
 analytics) is the current database. Exit status: 0, or 1 when a query fails or ClickHouse is
 unreachable (interactive mode reports query errors and goes on).
 """
@@ -21,7 +22,10 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
-GATEWAY_URL = "http://127.0.0.1:8123"
+import environment
+from warehouse.client import redacted
+from warehouse.gateway_credential import CredentialError, local_gateway_url
+
 OUTPUT_FORMAT = "PrettyCompactMonoBlock"
 
 
@@ -31,7 +35,13 @@ class ShellError(Exception):
 
 def server_url(env: Mapping[str, str]) -> str:
     url = env.get("CLICKHOUSE_URL", "").strip()
-    return url if url.startswith(("http://", "https://")) else GATEWAY_URL
+    if url.startswith(("http://", "https://")):
+        return url
+    try:
+        port = environment.env_int("CLICKHOUSE_HTTP_PORT", 8123, env, minimum=1)
+        return local_gateway_url(port, environment.var_dir(env))
+    except (environment.SettingsError, CredentialError, OSError) as exc:
+        raise ShellError(f"cannot use the chDB gateway's credential: {exc}") from exc
 
 
 def statements(text: str) -> Iterator[str]:
@@ -65,8 +75,8 @@ def connect(url: str, database: str) -> Any:
         return clickhouse_connect.get_client(dsn=url, database=database, connect_timeout=5)
     except Exception as exc:
         raise ShellError(
-            f"ClickHouse is not reachable at {url} ({exc}); on the local stack the chDB gateway "
-            "serves it while the pipeline runs"
+            f"ClickHouse is not reachable at {redacted(url)} ({exc}); on the local stack "
+            "the chDB gateway serves it while the pipeline runs"
         ) from exc
 
 
@@ -121,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The driver logs each failed request too; the shell reports it once, in its own words.
     logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
-    url = server_url(os.environ)
     database = os.environ.get("CLICKHOUSE_DATABASE", "").strip() or "analytics"
     try:
+        url = server_url(os.environ)
         client = connect(url, database)
     except ShellError as exc:
         print(f"clickhouse_shell: {exc}", file=sys.stderr)
@@ -131,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.query is not None:
         return batch(client, args.query, sys.stdout)
     if sys.stdin.isatty():
-        print(f"connected to {url}, database {database}; end statements with ';', Ctrl-D quits")
+        shown = redacted(url)
+        print(f"connected to {shown}, database {database}; end statements with ';', Ctrl-D quits")
         return interactive(client, sys.stdin, sys.stdout)
     return batch(client, sys.stdin.read(), sys.stdout)

@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def gateway_url(tmp_path: Path) -> Iterator[str]:
+def gateway_port(tmp_path: Path) -> Iterator[int]:
     port = free_port()
     log = (tmp_path / "gateway.log").open("w")
     process = subprocess.Popen(
@@ -40,6 +40,7 @@ def gateway_url(tmp_path: Path) -> Iterator[str]:
         cwd=REPO_DIR,
         stdout=log,
         stderr=subprocess.STDOUT,
+        env={**os.environ, "VAR_DIR": str(tmp_path)},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -52,15 +53,15 @@ def gateway_url(tmp_path: Path) -> Iterator[str]:
                 assert process.poll() is None, (tmp_path / "gateway.log").read_text()
                 assert time.monotonic() < deadline, "the chDB gateway did not answer /ping within 60 s"
                 time.sleep(0.2)
-        yield url
+        yield port
     finally:
         process.terminate()
         process.wait(timeout=30)
         log.close()
 
 
-def shell(url: str, *make_args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": "default"}
+def shell(env: dict[str, str], *make_args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **env, "CLICKHOUSE_DATABASE": "default"}
     return subprocess.run(
         ["make", "-s", "-o", ".venv/.installed", "STACK=local", "clickhouse-shell", *make_args],
         cwd=REPO_DIR,
@@ -72,21 +73,30 @@ def shell(url: str, *make_args: str, stdin: str | None = None) -> subprocess.Com
     )
 
 
-def test_make_clickhouse_shell_runs_queries_through_the_gateway(gateway_url: str) -> None:
+def test_make_clickhouse_shell_runs_queries_through_the_gateway(gateway_port: int, tmp_path: Path) -> None:
+    # No CLICKHOUSE_URL: the shell finds the gateway on its port, with the credential in VAR_DIR.
+    gateway = {"CLICKHOUSE_URL": "", "CLICKHOUSE_HTTP_PORT": str(gateway_port), "VAR_DIR": str(tmp_path)}
     created = shell(
-        gateway_url, "QUERY=CREATE TABLE shell_t (n UInt8) ENGINE = Memory; INSERT INTO shell_t VALUES (7)"
+        gateway, "QUERY=CREATE TABLE shell_t (n UInt8) ENGINE = Memory; INSERT INTO shell_t VALUES (7)"
     )
     assert created.returncode == 0, created.stderr
-    piped = shell(gateway_url, stdin="SELECT n * 6 AS answer FROM shell_t;\nSHOW TABLES;\n")
+    piped = shell(gateway, stdin="SELECT n * 6 AS answer FROM shell_t;\nSHOW TABLES;\n")
     assert piped.returncode == 0, piped.stderr
     assert "answer" in piped.stdout and "42" in piped.stdout and "shell_t" in piped.stdout
 
-    failed = shell(gateway_url, "QUERY=SELECT no_such_function()")
+    failed = shell(gateway, "QUERY=SELECT no_such_function()")
     assert failed.returncode != 0
     assert "no_such_function" in failed.stderr
 
+    wrong = shell(
+        {**gateway, "CLICKHOUSE_URL": f"http://default:wrong@127.0.0.1:{gateway_port}"}, "QUERY=SELECT 1"
+    )
+    assert wrong.returncode != 0
+    # Named as refused, and the password it sent is not printed.
+    assert "Authentication failed" in wrong.stderr and "wrong" not in wrong.stderr
+
 
 def test_make_clickhouse_shell_names_an_unreachable_server() -> None:
-    result = shell(f"http://127.0.0.1:{free_port()}", "QUERY=SELECT 1")
+    result = shell({"CLICKHOUSE_URL": f"http://127.0.0.1:{free_port()}"}, "QUERY=SELECT 1")
     assert result.returncode != 0
     assert "ClickHouse is not reachable at http://127.0.0.1:" in result.stderr
