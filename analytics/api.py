@@ -1,7 +1,11 @@
 """The analytics API, mounted at /api/analytics: thin endpoints over analytics/selectors.py.
 
 Date ranges are whole UTC days, `date_from` to `date_to` inclusive, at most 366 days; a range
-that ends before it starts, a bad date or a wider range is refused with 422."""
+that ends before it starts, a bad date or a wider range is refused with 422.
+
+The aggregates are public; the per-customer endpoints return customers' emails, so they need an
+authenticated staff caller holding orders.view_customer, as the customer routes of the orders API
+do."""
 
 from __future__ import annotations
 
@@ -27,10 +31,12 @@ from analytics.schemas import (
     UserStatsOut,
 )
 from backend.errors import ErrorOut, InvalidInput, NotFound
+from orders.auth import require_permission, staff_auth
 from orders.schemas import MAX_ID
 
 router = Router(tags=["analytics"])
 ERRORS = {422: ErrorOut, 503: ErrorOut}
+PERSONAL_DATA_ERRORS = {**ERRORS, 401: ErrorOut, 403: ErrorOut}
 
 
 def date_range(query: DateRangeQuery) -> tuple[date, date]:
@@ -68,15 +74,19 @@ def status_distribution(request: HttpRequest) -> dict[str, Any]:
     return {"items": selectors.status_distribution(), "as_of": as_of}
 
 
-@router.get("/users", response={200: UserListOut, **ERRORS})
+@router.get("/users", response={200: UserListOut, **PERSONAL_DATA_ERRORS}, auth=staff_auth)
 def top_customers(request: HttpRequest, query: Query[LimitQuery]) -> dict[str, Any]:
     """Customers by money spent (cancelled and refunded orders excluded)."""
+    require_permission(request, "orders.view_customer")
     as_of = dashboard_as_of()
     return {"items": selectors.top_customers(limit=query.limit), "as_of": as_of}
 
 
-@router.get("/users/{user_id}", response={200: UserStatsOut, 404: ErrorOut, **ERRORS})
+@router.get(
+    "/users/{user_id}", response={200: UserStatsOut, 404: ErrorOut, **PERSONAL_DATA_ERRORS}, auth=staff_auth
+)
 def user_stats(request: HttpRequest, user_id: int = Path(..., ge=1, le=MAX_ID)) -> dict[str, Any]:
+    require_permission(request, "orders.view_customer")
     as_of = dashboard_as_of()
     stats = selectors.user_stats(user_id=user_id)
     if stats is None:

@@ -21,6 +21,9 @@ BACKLOG_ID_BASE = 100_000_000
 class Catalogue:
     user_ids: list[int]
     product_ids: list[int]
+    # The credentials orders are posted with: POST /api/orders needs a staff caller holding
+    # orders.add_order (README, "Who may call the API").
+    api_headers: dict[str, str] = field(default_factory=dict)
 
     def body(self, n: int) -> dict[str, object]:
         # One line per order, spread over many products: the benchmark measures the pipeline, not
@@ -44,7 +47,20 @@ def catalogue_create(tag: str) -> Catalogue:
     users = [
         customer_create(email=f"bench-{tag}-{i}@example.com", name=f"Bench {i}").pk for i in range(CUSTOMERS)
     ]
-    return Catalogue(users, products)
+    return Catalogue(users, products, {"Authorization": f"Bearer {api_token_create(tag)}"})
+
+
+def api_token_create(tag: str) -> str:
+    """A token of a staff user who may add orders and nothing else, as the documented way gives
+    one (manage.py create_admin_token)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    from orders.services import admin_api_token_issue
+
+    user = get_user_model().objects.create_user(username=f"bench-{tag}", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="orders", codename="add_order"))
+    return admin_api_token_issue(user=user)
 
 
 def service_order_create(catalogue: Catalogue, n: int) -> None:
@@ -116,11 +132,12 @@ def outbox_counts() -> dict[str, int]:
 # --- HTTP --------------------------------------------------------------------------------------
 
 
-def post_order(base_url: str, body: dict[str, object]) -> int:
+def post_order(base_url: str, catalogue: Catalogue, n: int) -> int:
+    """POSTs the n-th order of the catalogue with the catalogue's credentials."""
     request = urllib.request.Request(
         f"{base_url}/api/orders",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        data=json.dumps(catalogue.body(n)).encode(),
+        headers={"Content-Type": "application/json", **catalogue.api_headers},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -153,7 +170,7 @@ def http_closed_loop(base_url: str, catalogue: Catalogue, count: int, threads: i
         nonlocal errors
         started = time.perf_counter()
         try:
-            post_order(base_url, catalogue.body(n))
+            post_order(base_url, catalogue, n)
         except Exception:
             with lock:
                 errors += 1
@@ -196,7 +213,7 @@ def http_open_loop(
                 dropped += 1
             return
         try:
-            order_id = post_order(base_url, catalogue.body(n))
+            order_id = post_order(base_url, catalogue, n)
         except Exception:
             with lock:
                 errors += 1

@@ -1,7 +1,8 @@
 """The ClickHouse sink: `orders_analytics` → batches → one synchronous insert → commit offsets.
 
-A retried or redelivered batch is harmless by design: every row carries the order's full state and
-its per-order version, so ReplacingMergeTree keeps one row per order whatever the number of copies.
+A retried or redelivered batch is harmless by design: every row carries the order's full state (a
+delete row, what the delete needs) and its per-order version, so ReplacingMergeTree keeps one row
+per order whatever the number of copies.
 Deletes are also recorded in `order_tombstones`, and rows older than an order's delete are dropped
 before the insert, so a replay cannot bring a deleted order back after TTL removed it.
 

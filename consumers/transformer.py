@@ -28,8 +28,19 @@ class Transformed(NamedTuple):
 
 
 def transform(event: Envelope) -> AnalyticsRow:
-    """The pure step: a validated event to the analytics row of the order's state after it."""
+    """The pure step: a validated event to the analytics row of the order's state after it. A
+    soft delete is the only way out, and its row carries only what honouring it needs."""
     order = event.payload
+    if order.deleted_at is not None:
+        return AnalyticsRow(
+            schema_version=1,
+            order_id=order.order_id,
+            order_date=order.created_at.date(),
+            version=event.aggregate_version,
+            event_type=event.event_type,
+            deleted_at=order.deleted_at,
+            is_deleted=True,
+        )
     return AnalyticsRow(
         schema_version=1,
         order_id=order.order_id,
@@ -44,9 +55,8 @@ def transform(event: Envelope) -> AnalyticsRow:
         created_at=order.created_at,
         version=event.aggregate_version,
         event_type=event.event_type,
-        deleted_at=order.deleted_at,
-        # A soft delete is the only way out: the deleted flag follows deleted_at.
-        is_deleted=order.deleted_at is not None,
+        deleted_at=None,
+        is_deleted=False,
         items=order.items,
     )
 

@@ -1,14 +1,22 @@
-"""Authentication of the admin API: a bearer token issued by ``manage.py create_admin_token`` or
-the Django session of a logged-in user. Either names a user; ``admin_identity`` then checks that
-the user is active staff and that the X-Admin-Id header names that same user."""
+"""Authentication of the API's staff callers: a bearer token issued by ``manage.py
+create_admin_token`` (services such as the shop's storefront or the pipeline checks) or the Django
+session of a logged-in user (people in the back office). Either names a user;
+``require_permission`` then checks that the user is active staff holding the model permission the
+route needs, and ``admin_identity`` that the X-Admin-Id header of the admin DELETE names that same
+user.
+
+Every route that serves or changes personal data uses ``staff_auth``; only the catalogue's reads,
+the aggregate analytics and the probes are public (README, "Who may call the API")."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils import timezone
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
@@ -20,6 +28,9 @@ ADMIN_ID_HEADER = "X-Admin-Id"
 # A positive integer that fits a signed 64-bit id: no sign, no leading zero, no spaces.
 _ADMIN_ID_PATTERN = re.compile(r"[1-9][0-9]{0,18}")
 _MAX_ID = 2**63 - 1
+# last_used_at is kept to the minute: writing it on every request would add an UPDATE to each
+# call of the API's busiest routes (POST /api/orders).
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class AdminTokenAuth(HttpBearer):
@@ -29,13 +40,16 @@ class AdminTokenAuth(HttpBearer):
         admin_token = admin_token_of(token_digest=admin_token_digest(token))
         if admin_token is None:
             return None
-        admin_api_token_mark_used(token=admin_token)
+        last_used = admin_token.last_used_at
+        if last_used is None or timezone.now() - last_used >= _LAST_USED_RESOLUTION:
+            admin_api_token_mark_used(token=admin_token)
         return admin_token.user
 
 
 class AdminSessionAuth(APIKeyCookie):
     """The Django session of a logged-in user (e.g. from Django admin). A cookie-borne credential
-    must come with a valid CSRF token, or any page the admin visits could delete orders."""
+    must come with a valid CSRF token on every write, or any page a staff user visits could delete
+    or create orders (Django's CSRF check lets safe methods, GET, through)."""
 
     param_name = settings.SESSION_COOKIE_NAME
 
@@ -52,7 +66,7 @@ class AdminSessionAuth(APIKeyCookie):
         return request.user
 
 
-admin_auth = [AdminTokenAuth(), AdminSessionAuth()]
+staff_auth = [AdminTokenAuth(), AdminSessionAuth()]
 
 
 def parse_admin_id(raw: str | None) -> int:
@@ -74,7 +88,7 @@ def require_staff(request: HttpRequest) -> Any:
     never get here: ninja answers 401 before the endpoint runs.)"""
     user = request.auth  # type: ignore[attr-defined]
     if not (user.is_active and user.is_staff):
-        raise Forbidden("only active staff users may use the admin API")
+        raise Forbidden("only active staff users may use this endpoint")
     return user
 
 

@@ -18,13 +18,21 @@ from kafka.errors import TopicAlreadyExistsError
 
 from environment import DLQ_SUFFIX
 
+# How long a superseded row of the analytics topic may wait for compaction: the cleaner otherwise
+# leaves a quiet topic's rows (an order's customer email among them) uncompacted for as long as
+# too few have piled up, and never touches the segment still being written. As ClickHouse's TTL.
+ANALYTICS_MAX_COMPACTION_LAG_MS = 7 * 24 * 3600 * 1000
+
 # role -> extra topic configs. The analytics topic is compacted by order id: it keeps the latest
-# row of every order (a deleted order's delete row) for good, so ClickHouse can be rebuilt from it
-# (README, "Analytics schema": Kafka retention).
+# row of every order (a deleted order's delete row, which carries no personal data) for good, so
+# ClickHouse can be rebuilt from it (README, "Analytics schema": Kafka retention).
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     "order_events": {},
     "order_events_dlq": {},
-    "analytics": {"cleanup.policy": "compact"},
+    "analytics": {
+        "cleanup.policy": "compact",
+        "max.compaction.lag.ms": str(ANALYTICS_MAX_COMPACTION_LAG_MS),
+    },
     "analytics_dlq": {},
 }
 

@@ -50,10 +50,10 @@ class Orders:
     ids: list[int]
 
 
-def create_orders(api: Api, admin: dict[str, str], count: int) -> Orders:
+def create_orders(api: Api, count: int) -> Orders:
     tag = uuid.uuid4().hex[:8]
     product_in = {"sku": f"DF-{tag}", "name": "Deletion check", "price": "12.00", "stock": 1000}
-    product = api.call("POST", "/api/products", product_in, headers=admin)
+    product = api.call("POST", "/api/products", product_in)
     customer = api.call("POST", "/api/users", {"email": f"df-{tag}@example.com", "name": "Deletion check"})
     order_in = {"user_id": customer["id"], "items": [{"product_id": product["id"], "quantity": 2}]}
     orders = [api.call("POST", "/api/orders", order_in) for _ in range(count)]
@@ -105,12 +105,12 @@ def wait_until_in_views(client: Any, db: str, orders: Orders, timeout: float) ->
     )
 
 
-def delete_orders(api: Api, admin: dict[str, str], order_ids: list[int]) -> None:
+def delete_orders(api: Api, order_ids: list[int]) -> None:
     for order_id in order_ids:
-        deleted = api.call("DELETE", f"/admin/orders/{order_id}", headers=admin)
+        deleted = api.call("DELETE", f"/admin/orders/{order_id}")
         if not deleted.get("deleted_at"):
             raise StageFailed("API", f"DELETE /admin/orders/{order_id} answered without deleted_at")
-    print(f"API: deleted {len(order_ids)} orders as admin {int(admin['X-Admin-Id'])}")
+    print(f"API: deleted {len(order_ids)} orders as admin {int(api.headers['X-Admin-Id'])}")
 
 
 def check_mysql(order_ids: list[int], admin_id: int) -> None:
@@ -194,10 +194,10 @@ def wait_until_absent(client: Any, db: str, orders: Orders, stages: Stages, time
 
 
 def check(args: argparse.Namespace) -> None:
-    api = Api(api_url())
-    admin = admin_headers()
-    admin_id = int(admin["X-Admin-Id"])
-    orders = create_orders(api, admin, args.orders)
+    # Every call as the admin: orders and customers are personal data, served to staff only.
+    api = Api(api_url(), admin_headers())
+    admin_id = int(api.headers["X-Admin-Id"])
+    orders = create_orders(api, args.orders)
     print(f"API: created orders {orders.ids} of customer {orders.user_id}, product {orders.product_id}")
     client, db = clickhouse(), clickhouse_database()
     wait_until_in_views(client, db, orders, args.timeout)
@@ -209,7 +209,7 @@ def check(args: argparse.Namespace) -> None:
     try:
         # Read before the deletes, so the events they cause are the ones after this point.
         start = end_offsets(consumer, settings.order_events_topic)
-        delete_orders(api, admin, orders.ids)
+        delete_orders(api, orders.ids)
         check_mysql(orders.ids, admin_id)
         wait_for_deleted_events(consumer, settings.order_events_topic, start, orders.ids, args.timeout)
     finally:

@@ -119,8 +119,16 @@ class Api:
             raise StageFailed("API", f"{method} {path} at {self.base_url} failed: {exc}") from exc
 
 
-# The model permissions the checks' API calls need (README, "Who may call the API").
-CHECK_PERMISSIONS = ("orders.add_product", "orders.delete_order")
+# The model permissions the checks' API calls need (README, "Who may call the API"): they add
+# products, customers and orders, change order statuses and delete orders; they read back nothing
+# through the API.
+CHECK_PERMISSIONS = (
+    "orders.add_product",
+    "orders.add_customer",
+    "orders.add_order",
+    "orders.change_order",
+    "orders.delete_order",
+)
 
 
 def admin_headers() -> dict[str, str]:

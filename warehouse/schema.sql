@@ -10,6 +10,8 @@ CREATE DATABASE IF NOT EXISTS {database};
 -- so redelivery and replay cannot make an older state win) and drops the order under FINAL when
 -- that latest row has is_deleted = 1. ORDER BY holds only immutable columns.
 -- TTL: a soft-deleted order is physically removed at the first merge 7 days after deleted_at.
+-- A delete row carries no customer, money, status or lines (docs/events.md, "The delete row"):
+-- its row here holds those columns' empty values.
 -- PARTITION BY an immutable column keeps every version of an order in one partition.
 CREATE TABLE IF NOT EXISTS {database}.orders_analytics
 (

@@ -15,6 +15,7 @@ from consumers.sink import ClickHouseWriter
 from consumers.transformer import transform
 from contract.events import decode_envelope
 from tests.consumers.factories import base_order, history, kafka_value, refresh_views
+from tests.orders.conftest import API_PERMISSIONS, Admin
 from warehouse.schema import migrate
 
 
@@ -54,6 +55,14 @@ def orders(api: Client, clickhouse_client: Any, clickhouse_database: str) -> Non
 RANGE = "date_from=2026-11-01&date_to=2026-11-30"
 
 
+@pytest.fixture
+def customer_viewer(make_admin: Any) -> dict[str, str]:
+    """The credentials of a staff user who may view customers: the per-customer endpoints serve
+    their emails."""
+    viewer: Admin = make_admin(permissions=("orders.view_customer",))
+    return {"Authorization": f"Bearer {viewer.token}"}
+
+
 def test_daily_sales_counts_paying_orders_per_day(api: Client, orders: None) -> None:
     response = api.get(f"/api/analytics/daily-sales?{RANGE}")
     assert response.status_code == 200, response.content
@@ -80,13 +89,18 @@ def test_hourly_orders_and_status_distribution(api: Client, orders: None) -> Non
     }
 
 
-def test_user_stats_top_customers_products_and_overview(api: Client, orders: None) -> None:
-    user = api.get("/api/analytics/users/7").json()
+@pytest.mark.django_db
+def test_user_stats_top_customers_products_and_overview(
+    api: Client, orders: None, customer_viewer: dict[str, str]
+) -> None:
+    user = api.get("/api/analytics/users/7", headers=customer_viewer).json()
     assert (user["user_id"], user["orders_count"], user["paying_orders_count"], user["total_spent"]) == (
         7, 2, 2, "42.00"
     )  # fmt: skip
-    assert api.get("/api/analytics/users/9").status_code == 404  # only a deleted order
-    top = api.get("/api/analytics/users?limit=1").json()["items"]
+    assert (
+        api.get("/api/analytics/users/9", headers=customer_viewer).status_code == 404
+    )  # only a deleted order
+    top = api.get("/api/analytics/users?limit=1", headers=customer_viewer).json()["items"]
     assert [row["user_id"] for row in top] == [7]
 
     products = api.get("/api/analytics/top-products?limit=10").json()["items"]
@@ -136,8 +150,41 @@ def test_bad_date_ranges_are_refused_with_422(api: Client, query: str, field: st
     "path",
     ["/api/analytics/users/0", "/api/analytics/users?limit=0", "/api/analytics/top-products?limit=1000"],
 )
-def test_bad_ids_and_limits_are_refused_with_422(api: Client, path: str) -> None:
-    assert api.get(path).status_code == 422
+@pytest.mark.django_db
+def test_bad_ids_and_limits_are_refused_with_422(
+    api: Client, path: str, customer_viewer: dict[str, str]
+) -> None:
+    assert api.get(path, headers=customer_viewer).status_code == 422
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/analytics/users?limit=5", "/api/analytics/users/7"])
+def test_customer_analytics_need_a_staff_caller_who_may_view_customers(
+    api: Client, orders: None, make_admin: Any, path: str
+) -> None:
+    anonymous = api.get(path)
+    assert anonymous.status_code == 401, anonymous.content
+    assert anonymous.json()["error"]["code"] == "not_authenticated"
+    assert "user7@example.com" not in anonymous.content.decode()
+
+    clerk: Admin = make_admin(permissions=tuple(p for p in API_PERMISSIONS if p != "orders.view_customer"))
+    refused = api.get(path, headers={"Authorization": f"Bearer {clerk.token}"})
+    assert refused.status_code == 403, refused.content
+    error = refused.json()["error"]
+    assert error["code"] == "permission_denied" and "orders.view_customer" in error["message"]
+    assert "user7@example.com" not in refused.content.decode()
+
+    viewer: Admin = make_admin(permissions=("orders.view_customer",))
+    served = api.get(path, headers={"Authorization": f"Bearer {viewer.token}"})
+    assert served.status_code == 200, served.content
+    assert "user7@example.com" in served.content.decode()
+
+
+def test_the_aggregates_stay_public(api: Client, orders: None) -> None:
+    for path in ("daily-sales", "hourly-orders", "status-distribution", "top-products", "overview"):
+        response = api.get(f"/api/analytics/{path}?{RANGE}")  # status-distribution ignores the range
+        assert response.status_code == 200, (path, response.content)
+        assert "@example.com" not in response.content.decode()
 
 
 def test_an_unreachable_clickhouse_is_a_503_in_the_error_shape(settings: Any) -> None:

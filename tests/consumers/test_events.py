@@ -11,7 +11,7 @@ import pytest
 
 from consumers.transformer import transform
 from contract.events import InvalidEvent, decode_envelope
-from contract.rows import decode_row, encode_row
+from contract.rows import DETAIL_FIELDS, decode_row, encode_row
 from tests.consumers.factories import base_order, envelope, history, kafka_value
 
 
@@ -38,13 +38,53 @@ def test_a_valid_envelope_becomes_a_full_analytics_row() -> None:
     assert [(i.product_id, i.quantity, i.line_total) for i in row.items] == [(1, 2, "21.00")]
 
 
-def test_a_delete_event_marks_the_row_deleted() -> None:
+def test_a_delete_event_becomes_a_delete_row_without_personal_data() -> None:
     deleted_at = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
-    delete = history(base_order(5), ["PAID"], deleted_at)[-1]
+    delete = history(base_order(5, user_id=7), ["PAID"], deleted_at)[-1]
     row = transform(decode_envelope(kafka_value(delete)))
-    assert (row.event_type, row.version, row.status) == ("OrderDeleted", 3, "PAID")
+    assert (row.order_id, row.event_type, row.version) == (5, "OrderDeleted", 3)
     assert row.is_deleted is True
     assert row.deleted_at == deleted_at
+    assert row.order_date.isoformat() == "2026-11-20"  # the partition of the order's other rows
+    assert all(getattr(row, name) is None for name in DETAIL_FIELDS)
+    wire = json.loads(encode_row(row))
+    assert set(wire) == {
+        "schema_version",
+        "order_id",
+        "order_date",
+        "version",
+        "event_type",
+        "deleted_at",
+        "is_deleted",
+    }
+    assert b"user7@example.com" not in encode_row(row)
+
+
+def row_document(event: dict[str, Any]) -> dict[str, Any]:
+    """The analytics row of an event, as the JSON object the topic carries."""
+    return dict(json.loads(encode_row(transform(decode_envelope(kafka_value(event))))))
+
+
+def test_a_delete_row_with_details_from_an_older_transformer_is_read_without_them() -> None:
+    *_, paid, delete = history(base_order(5, user_id=7), ["PAID"], datetime(2026, 11, 21, 8, 0, tzinfo=UTC))
+    # What the transformer wrote for a delete before delete rows left the details out.
+    old_delete_row = row_document(paid) | {
+        "version": 3,
+        "event_type": "OrderDeleted",
+        "deleted_at": delete["payload"]["deleted_at"],
+        "is_deleted": True,
+    }
+    assert old_delete_row["user_email"] == "user7@example.com" and old_delete_row["items"]
+
+    assert decode_row(json.dumps(old_delete_row).encode()) == transform(decode_envelope(kafka_value(delete)))
+
+
+def test_a_row_of_an_order_that_is_not_deleted_needs_every_detail() -> None:
+    full = row_document(valid_event())
+    del full["user_email"], full["items"]
+    with pytest.raises(InvalidEvent) as refused:
+        decode_row(json.dumps(full).encode())
+    assert "a row of an order that is not deleted needs user_email, items" in refused.value.reason
 
 
 def test_the_analytics_row_survives_its_wire_format() -> None:

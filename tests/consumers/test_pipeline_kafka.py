@@ -148,3 +148,103 @@ def test_events_flow_to_exact_views_and_poison_goes_to_the_dead_letter_topics(
         assert actual_views(clickhouse_client, rebuilt.clickhouse_database, "_mv") == expected
     finally:
         clickhouse_client.command(f"DROP DATABASE IF EXISTS {rebuilt.clickhouse_database} SYNC")
+
+
+def sink_into_new_database(
+    settings: Any, clickhouse_client: Any, kafka_bootstrap: list[str], topic: str, name: str
+) -> str:
+    """Rebuilds ClickHouse from `topic` as README says: a new sink group from the earliest offset
+    into an empty database, whose name it returns (dropped by the caller)."""
+    rebuilt = replace(
+        settings,
+        analytics_topic=topic,
+        sink_group_id=f"{settings.sink_group_id}-{name}",
+        clickhouse_database=f"{name}_{uuid.uuid4().hex[:8]}",
+    )
+    migrate(clickhouse_client, rebuilt.clickhouse_database)
+    sink, consumer, producer = build_sink(rebuilt, client=clickhouse_client)
+    try:
+        drive(
+            [sink.step],
+            lambda: fully_committed(kafka_bootstrap, rebuilt.sink_group_id, topic),
+            timeout=60,
+            what=f"the {name} committing every analytics row",
+        )
+    finally:
+        consumer.close(autocommit=False)
+        producer.close(timeout=10)
+    return rebuilt.clickhouse_database
+
+
+def test_a_deleted_orders_last_row_on_the_topic_has_no_personal_data_and_a_rebuild_honours_it(
+    kafka_bootstrap: list[str], make_topic: Any, kafka_group: str, clickhouse_client: Any
+) -> None:
+    settings = consumer_settings(
+        kafka_bootstrap,
+        events_topic=make_topic("order-events"),
+        analytics_topic=make_topic("orders-analytics", configs={"cleanup.policy": "compact"}),
+        events_dlq=make_topic("order-events-dlq", partitions=1),
+        analytics_dlq=make_topic("orders-analytics-dlq", partitions=1),
+        group=kafka_group,
+    )
+    deleted_at = datetime.now(UTC) - timedelta(minutes=5)  # inside the 7-day TTL on any day
+    gone = history(base_order(1, user_id=11), ["PAID"], deleted_at)
+    kept = history(base_order(2, user_id=12), ["PAID"], None)
+    produce(kafka_bootstrap, settings.order_events_topic, event_records(gone + kept))
+
+    transformer, consumer, producer = build_transformer(settings)
+    try:
+        drive(
+            [transformer.step],
+            lambda: fully_committed(
+                kafka_bootstrap, settings.transformer_group_id, settings.order_events_topic
+            ),
+            timeout=60,
+            what="the transformer committing every event",
+        )
+    finally:
+        consumer.close(autocommit=False)
+        producer.close(timeout=10)
+
+    # What compaction keeps of each order: its last record.
+    last = {r.key: r for r in read_topic(kafka_bootstrap, settings.analytics_topic)}
+    delete_row = json.loads(last[b"1"].value)
+    assert delete_row == {
+        "schema_version": 1,
+        "order_id": 1,
+        "order_date": "2026-11-20",
+        "version": 3,
+        "event_type": "OrderDeleted",
+        "deleted_at": delete_row["deleted_at"],
+        "is_deleted": True,
+    }
+    assert b"user11@example.com" not in last[b"1"].value
+    assert json.loads(last[b"2"].value)["user_email"] == "user12@example.com"
+
+    compacted = make_topic("orders-analytics-compacted", configs={"cleanup.policy": "compact"})
+    produce(kafka_bootstrap, compacted, [(r.key, r.value, list(r.headers)) for r in last.values()])
+    databases = [
+        sink_into_new_database(settings, clickhouse_client, kafka_bootstrap, topic, name)
+        for topic, name in ((settings.analytics_topic, "rebuild"), (compacted, "compacted_rebuild"))
+    ]
+    try:
+        for database in databases:
+            refresh_views(clickhouse_client, database)
+            expected = expected_views(gone + kept)
+            assert actual_views(clickhouse_client, database, "_live") == expected
+            assert actual_views(clickhouse_client, database, "_mv") == expected
+            tombstones = clickhouse_client.query(
+                f"SELECT order_id, version FROM {database}.order_tombstones"
+            ).result_rows
+            assert [(int(order_id), int(version)) for order_id, version in tombstones] == [(1, 3)]
+        # Rebuilt from the delete row alone, ClickHouse holds the delete and nothing personal.
+        stored = clickhouse_client.query(
+            f"SELECT version, is_deleted, user_id, user_email, length(item_skus) "
+            f"FROM {databases[1]}.orders_analytics WHERE order_id = 1"
+        ).result_rows
+        assert [tuple(int(v) if not isinstance(v, str) else v for v in row) for row in stored] == [
+            (3, 1, 0, "", 0)
+        ]
+    finally:
+        for database in databases:
+            clickhouse_client.command(f"DROP DATABASE IF EXISTS {database} SYNC")

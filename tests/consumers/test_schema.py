@@ -177,11 +177,12 @@ def test_the_tombstone_guard_drops_only_older_rows_of_deleted_orders_in_a_range(
     ]
 
 
-def test_a_row_reads_back_from_clickhouse_exactly_as_the_sink_wrote_it(
+def test_rows_read_back_from_clickhouse_exactly_as_the_sink_wrote_them(
     clickhouse_client: Any, clickhouse_database: str
 ) -> None:
     """The sink writes JSON text: quotes, backslashes, non-ASCII text, microseconds, decimals,
-    several items and a delete time must all arrive unchanged."""
+    several items and a delete time must all arrive unchanged; a delete row stores nothing but
+    its id, day, version and delete time, whatever details it was built with."""
     migrate(clickhouse_client, clickhouse_database)
     # Relative to today, so the delete stays inside the 7-day TTL on whatever day this runs: a
     # fixed date aged past it and the sink rightly purged the row. The times still cross a
@@ -195,28 +196,44 @@ def test_a_row_reads_back_from_clickhouse_exactly_as_the_sink_wrote_it(
         OrderItem(product_id=9, sku="S-9", product_name="Plate", quantity=1,
                   unit_price="0.99", line_total="0.99"),
     ]  # fmt: skip
-    row = AnalyticsRow(
-        schema_version=1, order_id=77, user_id=5, user_email="zoë+'x'@example.com", order_date=created.date(),
-        total_amount="21.09", items_count=3, status="CANCELLED", payment_method="PAYPAL",
-        payment_status="CANCELLED", created_at=created, version=4, event_type="OrderDeleted",
-        deleted_at=deleted, is_deleted=True, items=items,
+    details: dict[str, Any] = dict(
+        user_id=5, user_email="zoë+'x'@example.com", order_date=created.date(), total_amount="21.09",
+        items_count=3, status="CANCELLED", payment_method="PAYPAL", payment_status="CANCELLED",
+        created_at=created, items=items,
     )  # fmt: skip
-    ClickHouseWriter(clickhouse_client, clickhouse_database).write([row])
+    row = AnalyticsRow(
+        schema_version=1, order_id=77, version=3, event_type="OrderStatusChanged", deleted_at=None,
+        is_deleted=False, **details,
+    )  # fmt: skip
+    delete_row = AnalyticsRow(
+        schema_version=1, order_id=78, version=4, event_type="OrderDeleted", deleted_at=deleted,
+        is_deleted=True, **details,
+    )  # fmt: skip
+    ClickHouseWriter(clickhouse_client, clickhouse_database).write([row, delete_row])
 
     stored = clickhouse_client.query(
-        f"SELECT {', '.join(ORDER_COLUMNS)} FROM {clickhouse_database}.orders_analytics WHERE order_id = 77"
+        f"SELECT {', '.join(ORDER_COLUMNS)} FROM {clickhouse_database}.orders_analytics ORDER BY order_id"
     ).result_rows
-    naive = {"created_at": created.replace(tzinfo=None), "deleted_at": deleted.replace(tzinfo=None)}
-    assert len(stored) == 1
-    got = dict(zip(ORDER_COLUMNS, stored[0], strict=True))
-    for name in ("created_at", "deleted_at"):  # compared as UTC wall-clock times
-        value = got[name]
-        got[name] = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-    assert got == {
+    assert len(stored) == 2
+    got = [dict(zip(ORDER_COLUMNS, values, strict=True)) for values in stored]
+    for one in got:
+        for name in ("created_at", "deleted_at"):  # compared as UTC wall-clock times
+            value = one[name]
+            one[name] = value.astimezone(UTC).replace(tzinfo=None) if value and value.tzinfo else value
+    assert got[0] == {
         "order_id": 77, "user_id": 5, "user_email": "zoë+'x'@example.com", "order_date": created.date(),
         "total_amount": Decimal("21.09"), "items_count": 3, "status": "CANCELLED",
-        "payment_method": "PAYPAL", "payment_status": "CANCELLED", **naive, "version": 4,
-        "event_type": "OrderDeleted", "is_deleted": 1, "item_product_ids": [3, 9],
+        "payment_method": "PAYPAL", "payment_status": "CANCELLED",
+        "created_at": created.replace(tzinfo=None), "version": 3, "event_type": "OrderStatusChanged",
+        "deleted_at": None, "is_deleted": 0, "item_product_ids": [3, 9],
         "item_skus": ['S"1', "S-9"], "item_names": ["Tasse \\ “Ø” 🍵", "Plate"],
         "item_quantities": [2, 1], "item_line_totals": [Decimal("20.10"), Decimal("0.99")],
+    }  # fmt: skip
+    assert got[1] == {
+        "order_id": 78, "user_id": 0, "user_email": "", "order_date": created.date(),
+        "total_amount": Decimal("0.00"), "items_count": 0, "status": "", "payment_method": "",
+        "payment_status": "", "created_at": datetime(1970, 1, 1), "version": 4,
+        "event_type": "OrderDeleted", "deleted_at": deleted.replace(tzinfo=None), "is_deleted": 1,
+        "item_product_ids": [], "item_skus": [], "item_names": [], "item_quantities": [],
+        "item_line_totals": [],
     }  # fmt: skip

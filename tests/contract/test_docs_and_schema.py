@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from contract.events import Envelope, OrderItem, OrderSnapshot, Payment
-from contract.rows import ORDER_COLUMNS, AnalyticsRow
+from contract.rows import DETAIL_FIELDS, ORDER_COLUMNS, AnalyticsRow
 from contract.types import EventType, OrderStatus, PaymentMethod, PaymentStatus
 from warehouse.schema import migrate
 
@@ -33,22 +33,25 @@ def fields(struct: type[msgspec.Struct]) -> set[str]:
     return set(struct.__struct_fields__)
 
 
-def test_the_documented_envelope_snapshot_and_row_have_exactly_the_models_fields() -> None:
-    envelope, payload, row = doc_json_blocks()
+def test_the_documented_envelope_snapshot_and_rows_have_exactly_the_models_fields() -> None:
+    envelope, payload, row, delete_row = doc_json_blocks()
     assert set(envelope) == fields(Envelope)
     assert set(payload) == fields(OrderSnapshot)
     assert set(payload["items"][0]) == fields(OrderItem)
     assert set(payload["payment"]) == fields(Payment)
     assert set(row) == fields(AnalyticsRow)
     assert set(row["items"][0]) == fields(OrderItem)
+    assert set(delete_row) == fields(AnalyticsRow) - set(DETAIL_FIELDS)
 
 
 def test_the_documented_examples_are_valid_under_the_models() -> None:
-    _, payload, row = doc_json_blocks()
+    _, payload, row, delete_row = doc_json_blocks()
     snapshot = msgspec.convert(payload, OrderSnapshot)
     assert snapshot.status == payload["status"]
     analytics = msgspec.convert(row, AnalyticsRow)
     assert analytics.version == row["version"]
+    deleted = msgspec.convert(delete_row, AnalyticsRow)
+    assert deleted.is_deleted and deleted.user_email is None and deleted.items is None
 
 
 @pytest.mark.parametrize(

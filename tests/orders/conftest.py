@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.test import Client
 
 from orders.models import Customer, Order, Product
 from orders.services import (
@@ -78,8 +79,17 @@ def make_order(customer: Customer, make_product: Callable[..., Product]) -> Call
     return make
 
 
-# What the admin API's routes ask for, as Django admin does: app_label.codename.
-ADMIN_PERMISSIONS = ("orders.delete_order", "orders.add_product")
+# Every permission the API's routes ask for, as Django admin does for the same read or change:
+# app_label.codename.
+API_PERMISSIONS = (
+    "orders.view_order",
+    "orders.add_order",
+    "orders.change_order",
+    "orders.delete_order",
+    "orders.view_customer",
+    "orders.add_customer",
+    "orders.add_product",
+)
 
 
 def grant(user: Any, *permissions: str) -> None:
@@ -94,7 +104,7 @@ def grant(user: Any, *permissions: str) -> None:
 def make_admin() -> Callable[..., Admin]:
     counter = iter(range(1, 1_000_000))
 
-    def make(is_staff: bool = True, permissions: tuple[str, ...] = ADMIN_PERMISSIONS) -> Admin:
+    def make(is_staff: bool = True, permissions: tuple[str, ...] = API_PERMISSIONS) -> Admin:
         user = get_user_model().objects.create_user(
             username=f"admin{next(counter)}", password="pw-for-tests", is_staff=True
         )
@@ -113,3 +123,11 @@ def make_admin() -> Callable[..., Admin]:
 @pytest.fixture
 def admin(make_admin: Callable[..., Admin]) -> Admin:
     return make_admin()
+
+
+@pytest.fixture
+def staff_client(admin: Admin) -> Client:
+    """Django's test client sending the bearer token of a staff user who holds every permission
+    the API asks for: the API's caller, for tests about what an endpoint does rather than who
+    may call it."""
+    return Client(headers={"Authorization": f"Bearer {admin.token}"})

@@ -137,9 +137,12 @@ def test_success_records_the_admin_and_a_repeat_is_idempotent(
     assert OutboxEvent.objects.filter(aggregate_id=str(order.pk)).count() == 2
 
     # A deleted order is gone from the default list and cannot change status any more.
-    assert client.get("/api/orders").json()["total"] == 0
+    assert client.get("/api/orders", headers=admin.headers()).json()["total"] == 0
     changed = client.patch(
-        f"/api/orders/{order.pk}/status", {"status": "PAID"}, content_type="application/json"
+        f"/api/orders/{order.pk}/status",
+        {"status": "PAID"},
+        content_type="application/json",
+        headers=admin.headers(),
     )
     assert_error(changed, 409, "order_deleted")
 

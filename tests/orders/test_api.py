@@ -39,10 +39,9 @@ def assert_error(
 
 
 @pytest.mark.django_db
-def test_from_an_empty_database_to_a_delivered_order(client: Client, admin: Admin) -> None:
-    auth = {"Authorization": f"Bearer {admin.token}"}
+def test_from_an_empty_database_to_a_delivered_order(staff_client: Client) -> None:
     product = post(
-        client, "/api/products", {"sku": "MUG-1", "name": "Mug", "price": "12.50", "stock": 4}, **auth
+        staff_client, "/api/products", {"sku": "MUG-1", "name": "Mug", "price": "12.50", "stock": 4}
     )
     assert product.status_code == 201, product.content
     assert product.json() == {
@@ -53,11 +52,11 @@ def test_from_an_empty_database_to_a_delivered_order(client: Client, admin: Admi
         "is_active": True,
         "stock": 4,
     }
-    customer = post(client, "/api/users", {"email": "Ana@Example.com", "name": "Ana"})
+    customer = post(staff_client, "/api/users", {"email": "Ana@Example.com", "name": "Ana"})
     assert customer.status_code == 201 and customer.json()["email"] == "ana@example.com"
 
     created = post(
-        client,
+        staff_client,
         "/api/orders",
         {"user_id": customer.json()["id"], "items": [{"product_id": product.json()["id"], "quantity": 3}]},
     )
@@ -70,13 +69,13 @@ def test_from_an_empty_database_to_a_delivered_order(client: Client, admin: Admi
         3,
     )
     assert order["payment"] == {"method": "CARD", "status": "PENDING", "amount": "37.50"}
-    assert client.get(f"/api/products/{product.json()['id']}").json()["stock"] == 1
+    assert staff_client.get(f"/api/products/{product.json()['id']}").json()["stock"] == 1
 
     for status in ("PAID", "SHIPPED", "DELIVERED"):
-        changed = patch(client, f"/api/orders/{order['order_id']}/status", {"status": status})
+        changed = patch(staff_client, f"/api/orders/{order['order_id']}/status", {"status": status})
         assert changed.status_code == 200, changed.content
         assert changed.json()["status"] == status
-    fetched = client.get(f"/api/orders/{order['order_id']}").json()
+    fetched = staff_client.get(f"/api/orders/{order['order_id']}").json()
     assert fetched["version"] == 4
     # The API shows an order exactly as its latest event does.
     latest = OutboxEvent.objects.filter(aggregate_id=str(order["order_id"])).order_by("-aggregate_version")[0]
@@ -85,7 +84,7 @@ def test_from_an_empty_database_to_a_delivered_order(client: Client, admin: Admi
 
 @pytest.mark.django_db
 def test_list_orders_paginates_filters_and_hides_deleted(
-    client: Client, make_customer: Callable[..., Customer], make_product: Callable[..., Product]
+    staff_client: Client, make_customer: Callable[..., Customer], make_product: Callable[..., Product]
 ) -> None:
     from orders.services import OrderLine, order_create, order_soft_delete, order_status_change
 
@@ -98,33 +97,33 @@ def test_list_orders_paginates_filters_and_hides_deleted(
     order_status_change(order_id=ids[0], status="PAID")
     order_soft_delete(order_id=ids[1], deleted_by=1)
 
-    page = client.get("/api/orders", {"page_size": 2}).json()
+    page = staff_client.get("/api/orders", {"page_size": 2}).json()
     assert page["total"] == 4 and page["page"] == 1 and page["page_size"] == 2
     assert [o["order_id"] for o in page["items"]] == [ids[4], ids[3]]
-    second = client.get("/api/orders", {"page_size": 2, "page": 2}).json()
+    second = staff_client.get("/api/orders", {"page_size": 2, "page": 2}).json()
     assert [o["order_id"] for o in second["items"]] == [ids[2], ids[0]]
-    assert client.get("/api/orders", {"page": 9}).json()["items"] == []
+    assert staff_client.get("/api/orders", {"page": 9}).json()["items"] == []
 
-    mine = client.get("/api/orders", {"user_id": ana.pk}).json()
+    mine = staff_client.get("/api/orders", {"user_id": ana.pk}).json()
     assert [o["order_id"] for o in mine["items"]] == [ids[2], ids[0]]
-    paid = client.get("/api/orders", {"status": "PAID"}).json()
+    paid = staff_client.get("/api/orders", {"status": "PAID"}).json()
     assert [o["order_id"] for o in paid["items"]] == [ids[0]]
-    everything = client.get("/api/orders", {"include_deleted": "true"}).json()
+    everything = staff_client.get("/api/orders", {"include_deleted": "true"}).json()
     assert everything["total"] == 5
-    deleted = client.get(f"/api/orders/{ids[1]}").json()
+    deleted = staff_client.get(f"/api/orders/{ids[1]}").json()
     assert deleted["deleted_by"] == 1 and deleted["deleted_at"].endswith("Z")
 
 
 @pytest.mark.django_db
-def test_order_list_query_bounds_are_refused_with_422(client: Client) -> None:
-    assert_error(client.get("/api/orders", {"page_size": 101}), 422, "invalid_input", "page_size")
-    assert_error(client.get("/api/orders", {"page_size": 0}), 422, field="page_size")
-    assert_error(client.get("/api/orders", {"page": 0}), 422, field="page")
-    assert_error(client.get("/api/orders", {"page": "x"}), 422, field="page")
-    assert_error(client.get("/api/orders", {"status": "LOST"}), 422, field="status")
-    assert_error(client.get("/api/orders", {"user_id": -1}), 422, field="user_id")
-    assert_error(client.get("/api/products", {"page_size": 500}), 422, field="page_size")
-    assert_error(client.get("/api/users", {"page_size": 500}), 422, field="page_size")
+def test_order_list_query_bounds_are_refused_with_422(staff_client: Client) -> None:
+    assert_error(staff_client.get("/api/orders", {"page_size": 101}), 422, "invalid_input", "page_size")
+    assert_error(staff_client.get("/api/orders", {"page_size": 0}), 422, field="page_size")
+    assert_error(staff_client.get("/api/orders", {"page": 0}), 422, field="page")
+    assert_error(staff_client.get("/api/orders", {"page": "x"}), 422, field="page")
+    assert_error(staff_client.get("/api/orders", {"status": "LOST"}), 422, field="status")
+    assert_error(staff_client.get("/api/orders", {"user_id": -1}), 422, field="user_id")
+    assert_error(staff_client.get("/api/products", {"page_size": 500}), 422, field="page_size")
+    assert_error(staff_client.get("/api/users", {"page_size": 500}), 422, field="page_size")
 
 
 @pytest.fixture
@@ -142,7 +141,7 @@ def order_body(stocked: dict[str, int], **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.mark.django_db
-def test_bad_order_requests_get_4xx_in_the_error_shape(client: Client, stocked: dict[str, int]) -> None:
+def test_bad_order_requests_get_4xx_in_the_error_shape(staff_client: Client, stocked: dict[str, int]) -> None:
     product_id = stocked["product_id"]
 
     def item(**fields: Any) -> list[dict[str, Any]]:
@@ -171,7 +170,7 @@ def test_bad_order_requests_get_4xx_in_the_error_shape(client: Client, stocked: 
         (order_body(stocked, items=[*item(), *item()]), 422, "items.1.product_id"),
     ]
     for body, status, field in cases:
-        response = post(client, "/api/orders", body)
+        response = post(staff_client, "/api/orders", body)
         assert response.status_code == status, (body, response.content)
         error = assert_error(response, status)
         if field is not None:
@@ -181,51 +180,53 @@ def test_bad_order_requests_get_4xx_in_the_error_shape(client: Client, stocked: 
 
 
 @pytest.mark.django_db
-def test_malformed_and_oversized_bodies_get_400(client: Client, stocked: dict[str, int]) -> None:
-    malformed = client.post("/api/orders", "{not json", content_type="application/json")
+def test_malformed_and_oversized_bodies_get_400(staff_client: Client, stocked: dict[str, int]) -> None:
+    malformed = staff_client.post("/api/orders", "{not json", content_type="application/json")
     assert_error(malformed, 400)
-    empty = client.post("/api/orders", "", content_type="application/json")
+    empty = staff_client.post("/api/orders", "", content_type="application/json")
     assert 400 <= empty.status_code < 500
     assert "error" in empty.json()
 
     huge = order_body(stocked, items=[{"product_id": stocked["product_id"], "quantity": 1}] * 20_000)
-    oversized = post(client, "/api/orders", huge)
+    oversized = post(staff_client, "/api/orders", huge)
     assert_error(oversized, 400, "payload_too_large")
     too_many_lines = order_body(stocked, items=[{"product_id": n, "quantity": 1} for n in range(1, 102)])
-    assert_error(post(client, "/api/orders", too_many_lines), 422, field="items")
+    assert_error(post(staff_client, "/api/orders", too_many_lines), 422, field="items")
 
 
 @pytest.mark.django_db
-def test_status_change_errors(client: Client, make_order: Callable[..., Order]) -> None:
+def test_status_change_errors(staff_client: Client, make_order: Callable[..., Order]) -> None:
     order = make_order()
     url = f"/api/orders/{order.pk}/status"
-    assert_error(patch(client, url, {"status": "DELIVERED"}), 409, "invalid_transition", "status")
-    assert_error(patch(client, url, {"status": "LOST"}), 422, field="status")
-    assert_error(patch(client, url, {"status": 3}), 422, field="status")
-    assert_error(patch(client, url, {}), 422, field="status")
-    assert_error(patch(client, url, {"status": "PAID", "version": 9}), 422, field="version")
-    assert_error(patch(client, "/api/orders/999999999/status", {"status": "PAID"}), 404, "not_found")
-    assert_error(patch(client, "/api/orders/abc/status", {"status": "PAID"}), 422, field="order_id")
-    assert_error(patch(client, "/api/orders/0/status", {"status": "PAID"}), 422, field="order_id")
-    assert patch(client, url, {"status": "CANCELLED"}).status_code == 200
-    assert_error(patch(client, url, {"status": "PAID"}), 409, "invalid_transition")
+    assert_error(patch(staff_client, url, {"status": "DELIVERED"}), 409, "invalid_transition", "status")
+    assert_error(patch(staff_client, url, {"status": "LOST"}), 422, field="status")
+    assert_error(patch(staff_client, url, {"status": 3}), 422, field="status")
+    assert_error(patch(staff_client, url, {}), 422, field="status")
+    assert_error(patch(staff_client, url, {"status": "PAID", "version": 9}), 422, field="version")
+    assert_error(patch(staff_client, "/api/orders/999999999/status", {"status": "PAID"}), 404, "not_found")
+    assert_error(patch(staff_client, "/api/orders/abc/status", {"status": "PAID"}), 422, field="order_id")
+    assert_error(patch(staff_client, "/api/orders/0/status", {"status": "PAID"}), 422, field="order_id")
+    assert patch(staff_client, url, {"status": "CANCELLED"}).status_code == 200
+    assert_error(patch(staff_client, url, {"status": "PAID"}), 409, "invalid_transition")
 
 
 @pytest.mark.django_db
-def test_read_endpoints_answer_404_and_422_in_the_error_shape(client: Client) -> None:
-    assert_error(client.get("/api/orders/123456789"), 404, "not_found")
-    assert_error(client.get("/api/orders/abc"), 422, field="order_id")
-    assert_error(client.get(f"/api/orders/{2**64}"), 422, field="order_id")
-    assert_error(client.get("/api/products/123456789"), 404, "not_found")
-    assert_error(client.get("/api/users/123456789"), 404, "not_found")
+def test_read_endpoints_answer_404_and_422_in_the_error_shape(staff_client: Client) -> None:
+    assert_error(staff_client.get("/api/orders/123456789"), 404, "not_found")
+    assert_error(staff_client.get("/api/orders/abc"), 422, field="order_id")
+    assert_error(staff_client.get(f"/api/orders/{2**64}"), 422, field="order_id")
+    assert_error(staff_client.get("/api/products/123456789"), 404, "not_found")
+    assert_error(staff_client.get("/api/users/123456789"), 404, "not_found")
 
 
 @pytest.mark.django_db
-def test_customer_and_product_writes_validate_and_refuse_duplicates(client: Client, admin: Admin) -> None:
-    assert_error(post(client, "/api/users", {"email": "not-an-email"}), 422, field="email")
-    assert_error(post(client, "/api/users", {"name": "no email"}), 422, field="email")
-    assert post(client, "/api/users", {"email": "dup@example.com"}).status_code == 201
-    assert_error(post(client, "/api/users", {"email": "DUP@example.com"}), 409, field="email")
+def test_customer_and_product_writes_validate_and_refuse_duplicates(
+    client: Client, staff_client: Client, admin: Admin
+) -> None:
+    assert_error(post(staff_client, "/api/users", {"email": "not-an-email"}), 422, field="email")
+    assert_error(post(staff_client, "/api/users", {"name": "no email"}), 422, field="email")
+    assert post(staff_client, "/api/users", {"email": "dup@example.com"}).status_code == 201
+    assert_error(post(staff_client, "/api/users", {"email": "DUP@example.com"}), 409, field="email")
 
     auth = {"Authorization": f"Bearer {admin.token}"}
     good = {"sku": "P-1", "name": "Pen", "price": "1.20", "stock": 1}
@@ -280,20 +281,26 @@ def test_openapi_document_lists_the_endpoints(client: Client) -> None:
     assert client.get("/api/docs").status_code == 200
 
 
+# A bearer token's first request: the token with its user, the token's last use (written at most
+# once a minute), the user's own permissions and its groups' permissions.
+CALLER_QUERIES = 4
+
+
 @pytest.mark.django_db
 def test_listing_a_page_of_orders_costs_a_fixed_number_of_queries(
-    client: Client, make_order: Callable[..., Order], django_assert_max_num_queries: Any
+    staff_client: Client, make_order: Callable[..., Order], django_assert_max_num_queries: Any
 ) -> None:
     for _ in range(12):
         make_order(quantity=1)
-    with django_assert_max_num_queries(3):  # the page (with customer and payment), count, items
-        page = client.get("/api/orders", {"page_size": 100}).json()
+    # The page (with customer and payment), count, items; and CALLER_QUERIES for the caller.
+    with django_assert_max_num_queries(3 + CALLER_QUERIES):
+        page = staff_client.get("/api/orders", {"page_size": 100}).json()
     assert page["total"] == 12 and all(len(order["items"]) == 1 for order in page["items"])
 
 
 @pytest.mark.django_db
 def test_creating_an_order_reads_back_nothing_it_wrote(
-    client: Client,
+    staff_client: Client,
     customer: Customer,
     make_product: Callable[..., Product],
     django_assert_num_queries: Callable[..., Any],
@@ -307,13 +314,13 @@ def test_creating_an_order_reads_back_nothing_it_wrote(
     # Seven statements: the customer, the products with their stock (one locking read), one stock
     # UPDATE for both lines, the order, its items, its payment and its outbox row; the response is
     # built from what is in hand. (+2: the test's transaction makes the service's atomic block a
-    # savepoint.)
-    with django_assert_num_queries(7 + 2, exact=True):
-        created = post(client, "/api/orders", body)
+    # savepoint; + CALLER_QUERIES to authenticate the caller.)
+    with django_assert_num_queries(7 + 2 + CALLER_QUERIES, exact=True):
+        created = post(staff_client, "/api/orders", body)
 
     assert created.status_code == 201, created.content
     order = created.json()
-    assert client.get(f"/api/orders/{order['order_id']}").json() == order
+    assert staff_client.get(f"/api/orders/{order['order_id']}").json() == order
     assert OutboxEvent.objects.get(aggregate_id=str(order["order_id"])).payload == order
     assert [item["product_id"] for item in order["items"]] == [tee.pk, mug.pk]  # as they were added
     stock = dict(Inventory.objects.filter(product__in=[tee, mug]).values_list("product_id", "quantity"))
@@ -322,19 +329,21 @@ def test_creating_an_order_reads_back_nothing_it_wrote(
 
 @pytest.mark.django_db
 def test_lists_cannot_be_paged_or_counted_past_a_bound(
-    client: Client, make_order: Callable[..., Order], monkeypatch: pytest.MonkeyPatch
+    staff_client: Client, make_order: Callable[..., Order], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from orders import selectors
 
-    error = assert_error(client.get("/api/orders", {"page": 100_000, "page_size": 100}), 422, field="page")
+    error = assert_error(
+        staff_client.get("/api/orders", {"page": 100_000, "page_size": 100}), 422, field="page"
+    )
     assert str(selectors.MAX_LISTED) in error["message"]
-    assert_error(client.get("/api/users", {"page": 1_000_000}), 422, field="page")
+    assert_error(staff_client.get("/api/users", {"page": 1_000_000}), 422, field="page")
     monkeypatch.setattr(selectors, "MAX_LISTED", 2)
     for _ in range(3):
         make_order()
-    page = client.get("/api/orders", {"page_size": 2}).json()
+    page = staff_client.get("/api/orders", {"page_size": 2}).json()
     assert (page["total"], page["total_is_exact"], len(page["items"])) == (2, False, 2)
-    assert_error(client.get("/api/orders", {"page": 2, "page_size": 2}), 422, field="page")
+    assert_error(staff_client.get("/api/orders", {"page": 2, "page_size": 2}), 422, field="page")
 
 
 @pytest.mark.django_db

@@ -53,7 +53,8 @@ def test_create_admin_token_refuses_unknown_and_non_staff_users() -> None:
 
 
 @pytest.mark.django_db
-def test_seed_demo_makes_the_api_usable_and_is_idempotent(client: Client) -> None:
+def test_seed_demo_makes_the_api_usable_and_is_idempotent(staff_client: Client) -> None:
+    client = staff_client  # the shop's customers and orders are served to staff only
     call_command("seed_demo", stdout=io.StringIO())
     call_command("seed_demo", "--stock", "5", stdout=io.StringIO())
 

@@ -14,6 +14,7 @@ from backend.errors import Conflict
 from orders.models import Customer, Inventory, Order, Product
 from orders.services import OrderLine, order_create
 from outbox.models import OutboxEvent
+from tests.orders.conftest import Admin
 
 
 def race(workers: int, attempt: Callable[[int], Any]) -> list[Any]:
@@ -84,14 +85,17 @@ def test_many_orders_over_shared_products_never_oversell_or_deadlock(
 
 @pytest.mark.django_db(transaction=True)
 def test_racing_http_orders_for_the_last_unit_get_201_and_409(
-    customer: Customer, make_product: Callable[..., Product]
+    customer: Customer, make_product: Callable[..., Product], admin: Admin
 ) -> None:
     from django.test import Client
 
     product = make_product(stock=1)
     body = {"user_id": customer.pk, "items": [{"product_id": product.pk, "quantity": 1}]}
 
-    responses = race(2, lambda _: Client().post("/api/orders", body, content_type="application/json"))
+    responses = race(
+        2,
+        lambda _: Client(headers=admin.headers()).post("/api/orders", body, content_type="application/json"),
+    )
 
     assert sorted(r.status_code for r in responses) == [201, 409]
     conflict = next(r for r in responses if r.status_code == 409).json()

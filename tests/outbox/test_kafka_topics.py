@@ -41,10 +41,14 @@ def _run(*args: str) -> str:
     return out.getvalue()
 
 
-def _min_isr(kafka_admin: Any, name: str) -> str:
+def _config(kafka_admin: Any, name: str, key: str) -> str:
     resource = ConfigResource(ConfigResourceType.TOPIC, name)
     configs = kafka_admin.describe_configs([resource], config_filter="all")["topic"][name]
-    return str(configs["min.insync.replicas"]["value"])
+    return str(configs[key]["value"])
+
+
+def _min_isr(kafka_admin: Any, name: str) -> str:
+    return _config(kafka_admin, name, "min.insync.replicas")
 
 
 def _described(kafka_admin: Any, names: list[str], partitions: int) -> dict[str, Any]:
@@ -74,6 +78,10 @@ def test_topics_are_created_once_then_repaired(
         assert len(partitions) == 3
         assert all(len(p["replica_nodes"]) == 3 for p in partitions)
         assert _min_isr(kafka_admin, name) == "2"
+    # The analytics topic keeps each order's last row; superseded rows go within 7 days.
+    analytics = topic_names[2]
+    assert _config(kafka_admin, analytics, "cleanup.policy") == "compact"
+    assert _config(kafka_admin, analytics, "max.compaction.lag.ms") == str(7 * 24 * 3600 * 1000)
 
     second = _run()
     assert second.count("unchanged ") == 4, second
