@@ -51,7 +51,8 @@ services-status: ## show the local services
 	@bash $(SERVICES) status
 
 .PHONY: migrate
-migrate: python ## apply the Django migrations to MariaDB
+migrate: python ## apply the Django migrations to MariaDB (first creates the local Django secret key in var/)
+	@$(PY) -m environment.local_secret >/dev/null
 	@$(PY) manage.py migrate --noinput
 
 # --- the pipeline -------------------------------------------------------------------------------
