@@ -113,6 +113,9 @@ LOGGING = {
     "loggers": {"kafka": {"level": "WARNING"}},
 }
 
+# /readyz reuses its last result for this long: a flood of probes costs one check per interval.
+READYZ_CACHE_SECONDS = env_float("READYZ_CACHE_SECONDS", 2.0)
+
 # --- Kafka -------------------------------------------------------------------------------------
 KAFKA_BOOTSTRAP_SERVERS = environment.kafka_bootstrap_servers()
 ORDER_EVENTS_TOPIC = env_str("ORDER_EVENTS_TOPIC", environment.ORDER_EVENTS_TOPIC)
