@@ -164,6 +164,9 @@ KAFKA_PRODUCER_DELIVERY_TIMEOUT = env_float("KAFKA_PRODUCER_DELIVERY_TIMEOUT", 3
 # Fault injection for tests: exit the relay process after Kafka acked a batch, before marking it.
 OUTBOX_FAULT_EXIT_AFTER_PRODUCE = env_bool("OUTBOX_FAULT_EXIT_AFTER_PRODUCE", False)
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# /metrics counts pending and parked events exactly up to this many, and estimates beyond: each
+# scrape then reads a bounded part of the outbox index, however large the backlog.
+OUTBOX_METRICS_COUNT_LIMIT = env_int("OUTBOX_METRICS_COUNT_LIMIT", 10_000, minimum=1)
 
 CELERY_BEAT_SCHEDULE = {
     "outbox-relay": {
