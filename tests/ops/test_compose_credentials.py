@@ -161,7 +161,7 @@ def test_redis_asks_for_the_password_every_client_url_carries() -> None:
     assert environment(redis)["REDIS_PASSWORD"] == password
     command = " ".join(redis["command"])
     assert """printf 'requirepass %s\\n' "$REDIS_PASSWORD" > /tmp/redis.conf""" in command
-    assert "exec redis-server /tmp/redis.conf" in command
+    assert "exec docker-entrypoint.sh redis-server /tmp/redis.conf" in command
     assert 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping' in " ".join(redis["healthcheck"]["test"])
     urls = [
         (name, value)
