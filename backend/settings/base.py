@@ -1,7 +1,9 @@
 """Settings for every environment, read from environment variables with working local defaults.
 
 The defaults match the local stack that `scripts/services.sh start` brings up on 127.0.0.1, so a
-fresh checkout runs without any configuration. README.md lists every variable.
+fresh checkout runs without any configuration once `make migrate` created its secret key in var/.
+Anywhere else, outside debug, a server needs DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS and expects
+HTTPS in front of it. README.md lists every variable.
 """
 
 from pathlib import Path
