@@ -51,7 +51,8 @@ services-status: ## show the local services
 	@bash $(SERVICES) status
 
 .PHONY: migrate
-migrate: python ## apply the Django migrations to MariaDB
+migrate: python ## apply the Django migrations to MariaDB (first creates the local Django secret key in var/)
+	@$(PY) -m environment.local_secret >/dev/null
 	@$(PY) manage.py migrate --noinput
 
 # --- the pipeline -------------------------------------------------------------------------------
@@ -126,6 +127,14 @@ PARTITIONS ?= 3
 need = @if [ -z "$($(1))" ]; then echo "usage: make $@ $(1)=$(2)" >&2; exit 2; fi
 compose_only = @echo "make $@: only the compose stack has $(1) (STACK=$(STACK)); $(2)" >&2; exit 2
 
+# The compose stack's credentials: docker compose reads .env beside docker-compose.yml.
+ENV_FILE := .env
+need_env_file = @test -f $(ENV_FILE) || { echo "make $@: no $(ENV_FILE) with the stack's credentials; run make env first" >&2; exit 2; }
+
+.PHONY: env
+env: ## write .env for the compose stack with new random credentials (never overwrites one)
+	@$(PYTHON) -m scripts.compose_env --output $(ENV_FILE)
+
 .PHONY: stack
 stack: ## which stack the operation targets use (STACK=compose|local)
 	@echo "STACK=$(STACK)"
@@ -134,9 +143,11 @@ ifeq ($(STACK),compose)
 
 .PHONY: up up-connect down restart ps logs clean init-db mysql-shell clickhouse-shell
 up: ## start the stack (compose: every service; local: MariaDB, Redis, Kafka)
+	$(need_env_file)
 	@$(COMPOSE) up -d --build
 	@$(COMPOSE) ps
 up-connect: ## compose: start with Kafka Connect's ClickHouse sink instead of the Python sink
+	$(need_env_file)
 	@$(COMPOSE) --profile connect up -d --build --scale sink=0
 	@$(COMPOSE) --profile connect ps
 down: ## stop the stack
@@ -150,10 +161,13 @@ clean: ## stop the stack and delete its data volumes
 	@$(COMPOSE) --profile connect down -v --remove-orphans
 init-db: ## MySQL migrations, the ClickHouse DDL and the Kafka topics
 	@$(COMPOSE) run --rm init
+# The shells log in with the account the container was created with: its environment holds the
+# credentials from .env, so no password is on this machine's command lines.
 mysql-shell: ## SQL shell on the ecommerce database
-	@$(COMPOSE) exec mysql-local mysql -uadmin -ptest123 ecommerce
+	@$(COMPOSE) exec mysql-local sh -c 'MYSQL_PWD="$$MYSQL_PASSWORD" exec mysql -u"$$MYSQL_USER" "$$MYSQL_DATABASE"'
 clickhouse-shell: ## SQL shell on the analytics database (QUERY="…" for one query)
-	@$(COMPOSE) exec clickhouse-local clickhouse-client --user admin --password test123 --database analytics \
+	@$(COMPOSE) exec clickhouse-local sh -c 'exec clickhouse-client --user "$$CLICKHOUSE_USER" \
+		--password "$$CLICKHOUSE_PASSWORD" --database "$$CLICKHOUSE_DB" "$$@"' clickhouse-shell \
 		$(if $(QUERY),--query "$(QUERY)")
 
 .PHONY: kafka-topics kafka-create-topic kafka-describe-topic kafka-consumer-groups kafka-consumer-lag kafka-cluster-info
@@ -185,8 +199,9 @@ connector-status: ## the connector's and its tasks' state
 	@curl -fsS $(CONNECT_URL)/connectors/$(CONNECTOR_NAME)/status; echo
 kafka-ui: ## Kafka UI address
 	@echo "Kafka UI: http://localhost:8080"
-grafana: ## Grafana address and login
-	@echo "Grafana: http://localhost:3001 (admin / test123)"
+grafana: ## Grafana address and login (the password from .env)
+	@test -f $(ENV_FILE) || { echo "make grafana: no $(ENV_FILE); make env writes one" >&2; exit 2; }
+	@echo "Grafana: http://localhost:3001 (admin / $$(sed -n 's/^GRAFANA_ADMIN_PASSWORD=//p' $(ENV_FILE)))"
 
 else  # STACK=local
 

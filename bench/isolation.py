@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import environment
+from environment.local_secret import ensure_local_secret_key, secret_key_file
 from warehouse.gateway_credential import local_gateway_url
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -45,11 +46,14 @@ class Isolation:
         # The app's database account may only create test_ecommerce* databases.
         name = f"test_ecommerce_bench_{run_id}"
         base = urlsplit(environment.env_str("DATABASE_URL", environment.DATABASE_URL))
+        var_dir = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-"))
+        # Every process of the run reads the run's own local-stack Django key from there.
+        ensure_local_secret_key(secret_key_file(var_dir))
         return cls(
             run_id=run_id,
             database_url=urlunsplit(base._replace(path=f"/{name}")),
             database_name=name,
-            var_dir=Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-")),
+            var_dir=var_dir,
             web_port=free_port(),
             clickhouse_port=free_port(),
             order_events_topic=f"bench-{run_id}.order.events",

@@ -10,7 +10,7 @@ datasources are matched by uid and dashboards are saved with overwrite.
 Environment:
     GRAFANA_URL                        e.g. http://localhost:3001 (required)
     GRAFANA_TOKEN                      a service-account token, or else
-    GRAFANA_USER / GRAFANA_PASSWORD    basic auth (e.g. admin / test123 in the compose stack)
+    GRAFANA_USER / GRAFANA_PASSWORD    basic auth (the compose stack: admin / GRAFANA_ADMIN_PASSWORD of .env)
     and every ${VAR} the datasource file uses (CLICKHOUSE_HOST, CLICKHOUSE_PORT, CLICKHOUSE_USER,
     CLICKHOUSE_PASSWORD, MYSQL_HOST, MYSQL_DATABASE, MYSQL_USER, MYSQL_PASSWORD, PROMETHEUS_URL),
     as the Grafana server reaches those services.

@@ -37,6 +37,7 @@ from consumers.kafka_compat import forget_group_coordinator, partition_leader
 from consumers.kafka_io import retrying
 from consumers.settings import ConsumerSettings
 from environment import SettingsError, env_int, env_str
+from environment.local_secret import ensure_local_secret_key, secret_key_file
 from warehouse.gateway_credential import CredentialError, local_gateway_url, password_file
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -426,6 +427,8 @@ class RoleDied(PipelineError):
 def run(config: Config) -> int:
     for directory in (config.log_dir, config.run_dir):
         directory.mkdir(parents=True, exist_ok=True)
+    # The roles' Django settings read the local stack's key when DJANGO_SECRET_KEY is unset.
+    ensure_local_secret_key(secret_key_file(config.var_dir))
     console = Console(sys.stdout)
     try:
         supervisor = Supervisor(config, console)

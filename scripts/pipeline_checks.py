@@ -23,6 +23,7 @@ from typing import Any
 import environment
 from consumers.kafka_compat import forget_group_coordinator
 from consumers.kafka_io import retrying
+from environment.local_secret import ensure_local_secret_key, secret_key_file
 from warehouse.client import redacted
 from warehouse.gateway_credential import CredentialError, local_gateway_url
 
@@ -68,6 +69,9 @@ def run_script(check: Callable[[], None]) -> int:
 def setup_django() -> None:
     """The scripts read MySQL through the project's own models (DATABASE_URL decides which)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings.base")
+    if not os.environ.get("DJANGO_SECRET_KEY"):
+        # The local stack's key, which the settings read outside debug (a check never serves HTTP).
+        ensure_local_secret_key(secret_key_file())
     import django
 
     django.setup()

@@ -1,22 +1,48 @@
 """Settings for every environment, read from environment variables with working local defaults.
 
 The defaults match the local stack that `scripts/services.sh start` brings up on 127.0.0.1, so a
-fresh checkout runs without any configuration. README.md lists every variable.
+fresh checkout runs without any configuration once `make migrate` created its secret key in var/.
+Anywhere else, outside debug, a server needs DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS and expects
+HTTPS in front of it. README.md lists every variable.
 """
 
 from pathlib import Path
 
 import environment
-from backend.settings.env import database_from_url
+from backend.settings.env import allowed_hosts, database_from_url, secret_key
 from consumers.kafka_logging import logging_config
 from environment import env_bool, env_float, env_int, env_list, env_str
+from environment.local_secret import read_local_secret_key, secret_key_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = environment.var_dir()
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-local-development-key-change-me-in-production")
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+# Outside debug a server starts only with a real key and its host names: from the environment in a
+# deployment, or on the local stack from the key `make migrate` and the supervisor keep in var/
+# (then only the loopback names are served, over plain HTTP).
+_LOCAL_SECRET_KEY = read_local_secret_key(secret_key_file(VAR_DIR))
+_CONFIGURED_SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
+LOCAL_STACK = not _CONFIGURED_SECRET_KEY and _LOCAL_SECRET_KEY is not None
+SECRET_KEY = secret_key(_CONFIGURED_SECRET_KEY, local=_LOCAL_SECRET_KEY, debug=DEBUG)
+ALLOWED_HOSTS = allowed_hosts(env_list("DJANGO_ALLOWED_HOSTS", ""), local_stack=LOCAL_STACK, debug=DEBUG)
+
+# Served over HTTPS by a TLS-terminating proxy that sets X-Forwarded-Proto, unless in debug, on the
+# local stack or DJANGO_HTTPS=0 (a plain-HTTP run, e.g. the compose stack on 127.0.0.1).
+HTTPS = env_bool("DJANGO_HTTPS", not (DEBUG or LOCAL_STACK))
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Probes and the Prometheus scrape come from inside the network, over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -81,6 +107,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = env_str("DJANGO_STATIC_ROOT", "") or None
 WHITENOISE_USE_FINDERS = True
 
+# /readyz reuses its last result for this long: a flood of probes costs one check per interval.
+READYZ_CACHE_SECONDS = env_float("READYZ_CACHE_SECONDS", 2.0)
+
 # --- Kafka -------------------------------------------------------------------------------------
 KAFKA_BOOTSTRAP_SERVERS = environment.kafka_bootstrap_servers()
 ORDER_EVENTS_TOPIC = env_str("ORDER_EVENTS_TOPIC", environment.ORDER_EVENTS_TOPIC)
@@ -134,6 +163,9 @@ KAFKA_PRODUCER_DELIVERY_TIMEOUT = env_float("KAFKA_PRODUCER_DELIVERY_TIMEOUT", 3
 # Fault injection for tests: exit the relay process after Kafka acked a batch, before marking it.
 OUTBOX_FAULT_EXIT_AFTER_PRODUCE = env_bool("OUTBOX_FAULT_EXIT_AFTER_PRODUCE", False)
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# /metrics counts pending and parked events exactly up to this many, and estimates beyond: each
+# scrape then reads a bounded part of the outbox index, however large the backlog.
+OUTBOX_METRICS_COUNT_LIMIT = env_int("OUTBOX_METRICS_COUNT_LIMIT", 10_000, minimum=1)
 
 # The freshness watermark's checks (analytics/freshness.py; `manage.py pipeline_watermark`, a
 # process of its own, not a Celery task): seconds between checks, and the most one check may wait.

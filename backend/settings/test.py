@@ -6,15 +6,21 @@ touches var/chdb, which a running local pipeline owns.
 """
 
 import os
+import secrets
 import tempfile
 import uuid
 from pathlib import Path
 
-from backend.settings.base import *  # noqa: F403
-from backend.settings.base import DATABASES
-
 _RUN_ID = os.environ.get("TEST_RUN_ID") or uuid.uuid4().hex[:8]
 os.environ["TEST_RUN_ID"] = _RUN_ID  # shared with subprocesses started by tests
+# Outside debug the base settings start only with a real key and host names: the run has a key of
+# its own and plain HTTP, and so do the processes its tests start (they inherit the environment).
+os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+os.environ.setdefault("DJANGO_HTTPS", "0")
+
+from backend.settings.base import *  # noqa: E402, F403
+from backend.settings.base import DATABASES  # noqa: E402
 
 DATABASES["default"]["TEST"] = {
     "NAME": f"test_{DATABASES['default']['NAME']}_{_RUN_ID}",

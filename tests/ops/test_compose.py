@@ -23,6 +23,7 @@ from tests.ops.compose_stack import (
     environment,
     published_ports,
     services,
+    stack_env,
 )
 
 
@@ -142,20 +143,21 @@ def test_app_environment_is_read_by_the_app_and_points_at_the_compose_services()
     assert (database["USER"], database["PASSWORD"]) == (mysql["MYSQL_USER"], mysql["MYSQL_PASSWORD"])
     assert database["NAME"] == mysql["MYSQL_DATABASE"] == "ecommerce"
     assert (mysql["MYSQL_ROOT_PASSWORD"], mysql["MYSQL_USER"], mysql["MYSQL_PASSWORD"]) == (
-        "test123",
+        stack_env()["MYSQL_ROOT_PASSWORD"],
         "admin",
-        "test123",
+        stack_env()["MYSQL_PASSWORD"],
     )
 
     clickhouse = environment(svcs["clickhouse-local"])
     url = urlparse(env["CLICKHOUSE_URL"])
     assert (url.scheme, url.hostname, url.port) == ("http", "clickhouse-local", 8123)
     assert (url.username, url.password) == (clickhouse["CLICKHOUSE_USER"], clickhouse["CLICKHOUSE_PASSWORD"])
-    assert (url.username, url.password) == ("admin", "test123")
+    assert (url.username, url.password) == ("admin", stack_env()["CLICKHOUSE_PASSWORD"])
     assert env["CLICKHOUSE_DATABASE"] == clickhouse["CLICKHOUSE_DB"] == "analytics"
 
     redis = urlparse(env["CELERY_BROKER_URL"])
     assert (redis.scheme, redis.hostname, redis.port) == ("redis", "redis", 6379)
+    assert redis.password == stack_env()["REDIS_PASSWORD"] == environment(svcs["redis"])["REDIS_PASSWORD"]
 
     consumer = ConsumerSettings.from_env(env)
     assert consumer.kafka_bootstrap_servers == [f"{name}:29092" for name in BROKERS]
@@ -175,7 +177,10 @@ def test_grafana_gets_the_clickhouse_plugin_and_every_variable_its_provisioning_
     grafana = services()["grafana"]
     env = environment(grafana)
     assert "grafana-clickhouse-datasource" in env["GF_INSTALL_PLUGINS"].split(",")
-    assert (env["GF_SECURITY_ADMIN_USER"], env["GF_SECURITY_ADMIN_PASSWORD"]) == ("admin", "test123")
+    assert (env["GF_SECURITY_ADMIN_USER"], env["GF_SECURITY_ADMIN_PASSWORD"]) == (
+        "admin",
+        stack_env()["GRAFANA_ADMIN_PASSWORD"],
+    )
     provisioning = (REPO_DIR / "grafana/provisioning/datasources/datasources.yaml").read_text()
     used = set(re.findall(r"\$\{([A-Z_]+)\}", provisioning))
     assert used and used <= set(env), f"unset in Grafana's environment: {sorted(used - set(env))}"
@@ -213,9 +218,15 @@ def test_kafka_connect_is_optional_and_its_sink_agrees_with_clickhouse_and_the_t
     app = ConsumerSettings.from_env(environment(services()["sink"]))
     assert config["connector.class"] == "com.clickhouse.kafka.connect.ClickHouseSinkConnector"
     assert (config["hostname"], config["port"]) == ("clickhouse-local", "8123")
+    # The worker resolves the password from its own environment (Kafka's EnvVarConfigProvider).
     assert (config["username"], config["password"]) == (
         clickhouse["CLICKHOUSE_USER"],
-        clickhouse["CLICKHOUSE_PASSWORD"],
+        "${env:CLICKHOUSE_PASSWORD}",
+    )
+    assert connect_env["CLICKHOUSE_PASSWORD"] == clickhouse["CLICKHOUSE_PASSWORD"]
+    assert connect_env["CONNECT_CONFIG_PROVIDERS"] == "env"
+    assert connect_env["CONNECT_CONFIG_PROVIDERS_ENV_CLASS"] == (
+        "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
     )
     assert config["database"] == app.clickhouse_database
     assert config["topics"] == app.analytics_topic
@@ -255,7 +266,7 @@ def test_init_and_the_roles_run_commands_that_exist() -> None:
 
 
 def initdb_script(service: str) -> str:
-    """The SQL a database image runs on its first start, from the file mounted for it."""
+    """The script a database image runs on its first start, from the file mounted for it."""
     mounts = [v for v in services()[service]["volumes"] if "/docker-entrypoint-initdb.d/" in v]
     assert len(mounts) == 1, f"{service}: expected one init script"
     return (REPO_DIR / mounts[0].split(":")[0]).read_text()
@@ -284,13 +295,17 @@ def test_grafana_reads_through_read_only_accounts_created_at_first_start() -> No
     assert not re.search(r"GRANT\s+(ALL|INSERT|UPDATE|DELETE)", mysql_sql, flags=re.IGNORECASE)
 
     clickhouse_sql = initdb_script("clickhouse-local")
+    clickhouse = environment(services()["clickhouse-local"])
     user, password = env["CLICKHOUSE_USER"], env["CLICKHOUSE_PASSWORD"]
-    assert user != environment(services()["clickhouse-local"])["CLICKHOUSE_USER"]
-    assert (
-        f"CREATE USER IF NOT EXISTS {user} IDENTIFIED WITH sha256_password BY '{password}'" in clickhouse_sql
-    )
-    database = environment(services()["clickhouse-local"])["CLICKHOUSE_DB"]
-    assert f"GRANT SELECT ON {database}.* TO {user}" in clickhouse_sql
+    assert user != clickhouse["CLICKHOUSE_USER"]
+    # The script hashes the password it finds in the server's environment, the one Grafana uses.
+    assert clickhouse["CLICKHOUSE_GRAFANA_PASSWORD"] == password
+    assert '"$CLICKHOUSE_GRAFANA_PASSWORD" | sha256sum' in clickhouse_sql
+    hashed = "IDENTIFIED WITH sha256_hash BY '${grafana_password_sha256}'"
+    assert f"CREATE USER IF NOT EXISTS {user} {hashed}" in clickhouse_sql
+    assert f"ALTER USER {user} {hashed}" in clickhouse_sql
+    assert clickhouse["CLICKHOUSE_DB"] == "analytics"
+    assert f"GRANT SELECT ON ${{CLICKHOUSE_DB}}.* TO {user}" in clickhouse_sql
     assert "readonly = 2" in clickhouse_sql
     # Every table outside the analytics database that a ClickHouse panel reads is granted.
     from tests.ops.grafana_queries import panel_queries

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.ops.compose_stack import REPO_DIR, services
+from tests.ops.compose_stack import REPO_DIR, environment, services
 
 SEED_TARGETS = [
     "up",
@@ -63,10 +64,42 @@ def test_compose_kafka_targets_use_kafkas_cli_in_a_broker_on_the_internal_listen
     assert "kafka-local1" in services()
 
 
-def test_compose_shells_use_the_compose_credentials() -> None:
+def test_compose_shells_log_in_with_the_credentials_the_containers_got_from_env() -> None:
     result = dry_run("compose", "mysql-shell", "clickhouse-shell")
-    assert "exec mysql-local mysql -uadmin -ptest123 ecommerce" in result.stdout
-    assert "exec clickhouse-local clickhouse-client --user admin --password test123" in result.stdout
+    assert result.returncode == 0, result.stderr
+    assert (
+        """exec mysql-local sh -c 'MYSQL_PWD="$MYSQL_PASSWORD" exec mysql -u"$MYSQL_USER" """ in result.stdout
+    )
+    assert (
+        """exec clickhouse-local sh -c 'exec clickhouse-client --user "$CLICKHOUSE_USER" """ in result.stdout
+    )
+    assert '--password "$CLICKHOUSE_PASSWORD" --database "$CLICKHOUSE_DB"' in result.stdout
+    # The variables the shells read are the ones the containers are created with.
+    assert {"MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_DATABASE"} <= set(environment(services()["mysql-local"]))
+    clickhouse = set(environment(services()["clickhouse-local"]))
+    assert {"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_DB"} <= clickhouse
+
+
+def test_grafana_prints_the_admin_password_from_env(tmp_path: Path) -> None:
+    env_file = tmp_path / "stack.env"
+    env_file.write_text("GRAFANA_ADMIN_PASSWORD=from-the-env-file\n")
+    result = subprocess.run(
+        ["make", "-s", "STACK=compose", f"ENV_FILE={env_file}", "grafana"],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Grafana: http://localhost:3001 (admin / from-the-env-file)"
+    missing = subprocess.run(
+        ["make", "-s", "STACK=compose", f"ENV_FILE={tmp_path / 'none'}", "grafana"],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode != 0 and "make env" in missing.stderr
 
 
 def test_register_connector_puts_the_connector_config_by_name() -> None:
@@ -75,7 +108,7 @@ def test_register_connector_puts_the_connector_config_by_name() -> None:
     assert result.returncode == 0, result.stderr
     assert f"http://localhost:8083/connectors/{connector['name']}/config" in result.stdout
     assert f"http://localhost:8083/connectors/{connector['name']}/status" in result.stdout
-    assert "8083:8083" in services()["kafka-connect"]["ports"]
+    assert "127.0.0.1:8083:8083" in services()["kafka-connect"]["ports"]
 
 
 def test_up_connect_replaces_the_python_sink_so_no_table_is_written_twice() -> None:
