@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedIOBase
@@ -47,7 +47,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 import environment
-from warehouse.gateway_credential import GATEWAY_USER, CredentialError, gateway_password, password_file
+from warehouse.gateway_credential import (
+    GATEWAY_USER,
+    PASSWORD_FILE_NAME,
+    CredentialError,
+    gateway_password,
+    password_file,
+)
 from warehouse.gateway_policy import PolicyError, SqlPolicy, Statement, sql_string
 
 logger = logging.getLogger("warehouse.chdb_gateway")
@@ -272,8 +278,8 @@ class Access:
     origin, or a DNS name rebound to 127.0.0.1, names another host), not from another origin,
     and carrying the gateway's credential."""
 
-    password: str
-    hosts: frozenset[str]
+    password: str = field(repr=False)
+    hosts: frozenset[str] = frozenset()
 
     @classmethod
     def for_port(cls, password: str, port: int, extra_hosts: list[str]) -> Access:
@@ -300,7 +306,7 @@ class Access:
             raise GatewayError(
                 401,
                 f"Authentication required: send user {GATEWAY_USER} and the gateway's password "
-                f"({password_file().name} under VAR_DIR) as HTTP Basic auth, X-ClickHouse-User and "
+                f"({PASSWORD_FILE_NAME} under VAR_DIR) as HTTP Basic auth, X-ClickHouse-User and "
                 "X-ClickHouse-Key headers, or user and password parameters (AUTHENTICATION_FAILED)",
                 code=516,
             )
