@@ -267,7 +267,7 @@ def readiness_block(config: Config) -> str:
             f"{READY_MARKER}: {', '.join(config.roles)}",
             "  open (no login unless said)",
             f"    API docs        {web}/api/docs",
-            f"    orders API      {web}/api/orders",
+            f"    orders API      {web}/api/orders  login: an admin token (below) or Django admin's session",
             f"    analytics API   {web}/api/analytics/overview",
             f"    metrics         {web}/metrics",
             f"    Django admin    {web}/admin/  login: a staff user (manage.py createsuperuser)",
