@@ -74,8 +74,9 @@ class PrivateKafka:
             )
 
     def start(self) -> None:
-        """Starts every node that is not running and waits for the cluster."""
-        self.run("start")
+        """Starts every node that is not running and waits for the cluster (KAFKA_START_TIMEOUT
+        seconds, kafka.sh's default 90)."""
+        self.run("start", timeout=int(self.env.get("KAFKA_START_TIMEOUT") or 90) + 60)
 
     def stop(self) -> None:
         self.run("stop")

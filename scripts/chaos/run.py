@@ -134,6 +134,8 @@ def _scenarios(run: Run, orders: int) -> None:
 def chaos(args: argparse.Namespace) -> list[Row]:
     from scripts.kafka_cluster import PrivateKafka
 
+    # Three brokers starting on a busy machine can take longer than kafka.sh's default 90 s.
+    os.environ.setdefault("KAFKA_START_TIMEOUT", "240")
     cluster = PrivateKafka.create()
     run: Run | None = None
     isolation = None
