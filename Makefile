@@ -86,6 +86,12 @@ bench: setup services-start ## benchmark every stage; BENCH_ARGS="--backlog N --
 bench-smoke: setup services-start ## every benchmark stage at tiny sizes (a few minutes; what CI runs)
 	@$(PY) -m bench --smoke $(BENCH_ARGS)
 
+# --- fault run ----------------------------------------------------------------------------------
+
+.PHONY: chaos
+chaos: setup ## the fault run: poison, a partition outage, lease expiry, totals; a private Kafka cluster (a few minutes)
+	@$(PY) -m scripts.chaos $(CHAOS_ARGS)
+
 # --- quality ------------------------------------------------------------------------------------
 
 .PHONY: test

@@ -1,6 +1,6 @@
-"""A private corner of the shared local services for one benchmark run: its own MariaDB database
-(created, migrated and dropped here), Kafka topics and consumer groups, Celery queue, chDB
-directory and free ports. Nothing the default `make run` pipeline uses is touched."""
+"""A private corner of the shared local services for one benchmark (or `make chaos`) run: its
+own MariaDB database (created, migrated and dropped here), Kafka topics and consumer groups, Celery
+queue, chDB directory and free ports. Nothing the default `make run` pipeline uses is touched."""
 
 from __future__ import annotations
 
@@ -39,14 +39,16 @@ class Isolation:
     order_events_topic: str
     analytics_topic: str
     seed_topic: str
+    kind: str = "bench"
 
     @classmethod
-    def create(cls) -> Isolation:
+    def create(cls, kind: str = "bench") -> Isolation:
+        """`kind` names the run's database, topics and scratch directory (bench, chaos)."""
         run_id = uuid.uuid4().hex[:8]
         # The app's database account may only create test_ecommerce* databases.
-        name = f"test_ecommerce_bench_{run_id}"
+        name = f"test_ecommerce_{kind}_{run_id}"
         base = urlsplit(environment.env_str("DATABASE_URL", environment.DATABASE_URL))
-        var_dir = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-"))
+        var_dir = Path(tempfile.mkdtemp(prefix=f"{kind}-{run_id}-"))
         # Every process of the run reads the run's own local-stack Django key from there.
         ensure_local_secret_key(secret_key_file(var_dir))
         return cls(
@@ -56,9 +58,10 @@ class Isolation:
             var_dir=var_dir,
             web_port=free_port(),
             clickhouse_port=free_port(),
-            order_events_topic=f"bench-{run_id}.order.events",
-            analytics_topic=f"bench-{run_id}.orders_analytics",
-            seed_topic=f"bench-{run_id}.seed-relay",
+            order_events_topic=f"{kind}-{run_id}.order.events",
+            analytics_topic=f"{kind}-{run_id}.orders_analytics",
+            seed_topic=f"{kind}-{run_id}.seed-relay",
+            kind=kind,
         )
 
     @property
@@ -82,9 +85,9 @@ class Isolation:
                 ),
                 "ORDER_EVENTS_TOPIC": self.order_events_topic,
                 "ANALYTICS_TOPIC": self.analytics_topic,
-                "TRANSFORMER_GROUP_ID": f"bench-{self.run_id}-transformer",
-                "SINK_GROUP_ID": f"bench-{self.run_id}-sink",
-                "CELERY_TASK_DEFAULT_QUEUE": f"bench-{self.run_id}",
+                "TRANSFORMER_GROUP_ID": f"{self.kind}-{self.run_id}-transformer",
+                "SINK_GROUP_ID": f"{self.kind}-{self.run_id}-sink",
+                "CELERY_TASK_DEFAULT_QUEUE": f"{self.kind}-{self.run_id}",
                 "CLICKHOUSE_URL": self.clickhouse_url,
                 "CLICKHOUSE_DATABASE": "analytics",
                 "CLICKHOUSE_HTTP_PORT": str(self.clickhouse_port),
@@ -134,7 +137,7 @@ class Isolation:
         try:
             self._mysql(f"DROP DATABASE IF EXISTS `{self.database_name}`")
         except Exception as exc:  # a cleanup failure must not hide the report
-            print(f"bench: could not drop {self.database_name}: {exc}", file=sys.stderr)
+            print(f"{self.kind}: could not drop {self.database_name}: {exc}", file=sys.stderr)
         try:
             from kafka import KafkaAdminClient
 
@@ -142,7 +145,7 @@ class Isolation:
                 bootstrap_servers=self.env()["KAFKA_BOOTSTRAP_SERVERS"].split(","), request_timeout_ms=30_000
             )
             existing = set(admin.list_topics())
-            prefix = f"bench-{self.run_id}."
+            prefix = f"{self.kind}-{self.run_id}."
             topics = [t for t in existing if t.startswith(prefix)]
             if topics:
                 admin.delete_topics(topics, timeout_ms=30_000)
@@ -150,5 +153,5 @@ class Isolation:
             # client has no listing that works across its versions, and the names never repeat.
             admin.close()
         except Exception as exc:
-            print(f"bench: could not delete the run's topics: {exc}", file=sys.stderr)
+            print(f"{self.kind}: could not delete the run's topics: {exc}", file=sys.stderr)
         shutil.rmtree(self.var_dir, ignore_errors=True)

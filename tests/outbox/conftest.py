@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from outbox.models import OutboxEvent
+from scripts.kafka_cluster import ClusterError, PrivateKafka
 from tests import services
 from tests.orders.conftest import customer, make_customer, make_order, make_product  # noqa: F401
 
@@ -279,83 +278,16 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
 # --- a private Kafka cluster that tests may break -------------------------------------------------
 
 
-@dataclass
-class PrivateKafka:
-    """A 3-node cluster of scripts/services/kafka.sh on its own ports and data directory, so tests
-    can stop brokers without disturbing the shared cluster."""
-
-    env: dict[str, str]
-    bootstrap: list[str]
-
-    def run(self, *args: str, timeout: float = 120) -> None:
-        done = subprocess.run(
-            ["bash", str(REPO_ROOT / "scripts/services/kafka.sh"), *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
-        if done.returncode != 0:
-            pytest.fail(f"kafka.sh {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-
-    def start(self) -> None:
-        self.run("start")
-
-    def stop(self) -> None:
-        self.run("stop")
-
-    def stop_node(self, node: int) -> None:
-        self.run("stop-node", str(node))
-
-
-def _port_is_free(port: int) -> bool:
-    # Binding, not connecting: a port can be taken by the local end of an outgoing connection,
-    # which refuses connections yet makes a broker's bind fail.
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port_base() -> int:
-    # Below Linux's ephemeral range (32768 and up), where client sockets pick their local ports,
-    # and clear of the shared cluster's 19092-19094 and 29093-29095.
-    for _ in range(50):
-        base = random.randrange(20000, 28000, 10)
-        ports = [base + n for n in (1, 2, 3)] + [base + 100 + n for n in (1, 2, 3)]
-        if all(_port_is_free(port) for port in ports):
-            return base
-    pytest.fail("no free port range for a private Kafka cluster")
-
-
 @pytest.fixture(scope="module")
 def private_kafka() -> Iterator[PrivateKafka]:
-    shared_var = Path(os.environ.get("VAR_DIR", REPO_ROOT / "var"))
-    jars = shared_var / "kafka" / "lib"
-    if not (jars / ".installed").exists():
-        pytest.fail(
-            f"Kafka jars are not installed in {jars}; run `make kafka-jars` "
-            "(scripts/services/kafka.sh install)"
-        )
-    var_dir = Path(tempfile.mkdtemp(prefix="kafka-private-"))
-    (var_dir / "kafka").mkdir()
-    # Reuse the installed jars (read-only) instead of fetching them again.
-    (var_dir / "kafka" / "lib").symlink_to(jars)
-    base = _free_port_base()
-    env = {
-        **os.environ,
-        "VAR_DIR": str(var_dir),
-        "KAFKA_NODES": "3",
-        "KAFKA_PORT_BASE": str(base),
-        "KAFKA_CONTROLLER_PORT_BASE": str(base + 100),
-        "KAFKA_HEAP_OPTS": "-Xms128m -Xmx384m",
-    }
-    cluster = PrivateKafka(env=env, bootstrap=[f"127.0.0.1:{base + n}" for n in (1, 2, 3)])
+    """A 3-node cluster on its own ports and data directory (scripts/kafka_cluster.py), so tests
+    can stop brokers without disturbing the shared cluster."""
+    try:
+        cluster = PrivateKafka.create()
+    except ClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
         cluster.start()
         yield cluster
     finally:
-        subprocess.run(
-            ["bash", str(REPO_ROOT / "scripts/services/kafka.sh"), "stop"],
-            env=env, capture_output=True, timeout=120,
-        )  # fmt: skip
-        shutil.rmtree(var_dir, ignore_errors=True)
+        cluster.remove()

@@ -1,0 +1,5 @@
+import sys
+
+from scripts.chaos.run import main
+
+sys.exit(main())
