@@ -208,10 +208,14 @@ ENDPOINTS = [
 
 @pytest.mark.django_db
 def test_every_response_says_as_of_the_watermark_the_views_hold(
-    api: Client, clickhouse_client: Any, clickhouse_database: str, orders: None
+    api: Client,
+    clickhouse_client: Any,
+    clickhouse_database: str,
+    orders: None,
+    customer_viewer: dict[str, str],
 ) -> None:
     # No check recorded before the views' last refresh yet: unknown, not a guess.
-    assert all(api.get(url).json()["as_of"] is None for url in ENDPOINTS)
+    assert all(api.get(url, headers=customer_viewer).json()["as_of"] is None for url in ENDPOINTS)
 
     db = clickhouse_database
     now = datetime.now(UTC)
@@ -226,7 +230,7 @@ def test_every_response_says_as_of_the_watermark_the_views_hold(
     refresh_views(clickhouse_client, db)
     # The check finished after the views' refresh does not count: they cannot hold what it saw.
     for url in ENDPOINTS:
-        body = api.get(url).json()
+        body = api.get(url, headers=customer_viewer).json()
         assert datetime.fromisoformat(body["as_of"].replace("Z", "+00:00")) == held, (url, body)
 
     metrics = Client().get("/metrics").content.decode()

@@ -40,11 +40,11 @@ def wait_until_caught_up(api: Api, slack: timedelta, timeout: float) -> float:
 def test_watermark_stops_without_the_sink_and_catches_up_after_its_restart(pipeline: Pipeline) -> None:
     pipeline.start("--without", "sink")
     sink = pipeline.start_role("-m", "consumers", "sink")
-    api = Api(pipeline.env["API_URL"])
+    # The orders API asks for a staff token with the checks' permissions.
+    api = Api(pipeline.env["API_URL"], admin_headers())
     product = api.call(
-        "POST", "/api/products", {"sku": "WM-1", "name": "Watermark", "price": "3.50", "stock": 10_000},
-        headers=admin_headers(),
-    )  # fmt: skip
+        "POST", "/api/products", {"sku": "WM-1", "name": "Watermark", "price": "3.50", "stock": 10_000}
+    )
     user = api.call("POST", "/api/users", {"email": "wm@example.com", "name": "WM"})
 
     def order() -> None:

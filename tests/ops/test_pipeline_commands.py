@@ -36,7 +36,7 @@ def test_the_readiness_block_says_which_pages_to_open_with_which_login_and_what_
     config = Config.from_env({"VAR_DIR": "/srv/shop/var", "WEB_PORT": "8800"}, without=["sink"])
     block = readiness_block(config)
     first, *lines = block.splitlines()
-    assert first == f"{READY_MARKER}: chdb-gateway, transformer, worker, beat, web"
+    assert first == f"{READY_MARKER}: chdb-gateway, transformer, worker, watermark, beat, web"
     for path in ("/api/docs", "/api/orders", "/api/analytics/overview", "/metrics", "/admin/"):
         assert f"http://127.0.0.1:8800{path} " in block or f"http://127.0.0.1:8800{path}\n" in block, path
     admin = next(line for line in lines if "http://127.0.0.1:8800/admin/" in line)
