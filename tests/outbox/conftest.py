@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.test import Client
 from django.utils import timezone
+from kafka import KafkaAdminClient
 
 from outbox.models import OutboxEvent
 from tests import services
@@ -267,6 +269,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, f"rep_{report.when}", report)
 
 
+def scrape_metrics() -> str:
+    response = Client().get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    return response.content.decode()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
+
+
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -303,6 +319,28 @@ class PrivateKafka:
 
     def stop_node(self, node: int) -> None:
         self.run("stop-node", str(node))
+
+    def kill_node(self, node: int) -> None:
+        """A crash: no controlled shutdown, so the metadata lists the node until it is fenced."""
+        self.run("kill-node", str(node))
+
+    def in_sync_replicas(self, topic: str, partition: int) -> list[int]:
+        """The partition's in-sync replicas as the cluster's metadata lists them."""
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+                try:
+                    (description,) = admin.describe_topics([topic])
+                finally:
+                    admin.close()
+                break
+            except Exception:  # the client asked a stopped broker: ask again
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        (state,) = [p for p in description["partitions"] if p["partition_index"] == partition]
+        return sorted(state["isr_nodes"])
 
 
 def _port_is_free(port: int) -> bool:
