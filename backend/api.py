@@ -11,6 +11,7 @@ from ninja.responses import Status
 from analytics.api import router as analytics_router
 from backend.errors import install_error_handlers
 from backend.health import readiness
+from backend.json_body import JsonBodyParser
 from orders.api import admin_router as orders_admin_router
 from orders.api import router as orders_router
 
@@ -22,6 +23,7 @@ api = NinjaAPI(
     # validator either, whose badge would send the spec's URL to validator.swagger.io.
     docs=Swagger(settings={"validatorUrl": None}),
     openapi_url="/api/openapi.json",
+    parser=JsonBodyParser(),
 )
 install_error_handlers(api)
 

@@ -49,6 +49,13 @@ class AppError(Exception):
         return error_body(self.code, self.message, field=self.field, details=self.details)
 
 
+class MalformedBody(AppError):
+    """A request body that is not JSON the API can read (backend/json_body.py)."""
+
+    status_code = 400
+    code = "malformed_json"
+
+
 class InvalidInput(AppError):
     status_code = 422
     code = "invalid_input"
@@ -158,6 +165,8 @@ def install_error_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(HttpError)
     def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        if isinstance(exc.__cause__, AppError):  # ninja's 400 for a body its parser refused
+            return on_app_error(request, exc.__cause__)
         code = "bad_request" if exc.status_code < 500 else "server_error"
         return api.create_response(request, error_body(code, str(exc.message)), status=exc.status_code)
 

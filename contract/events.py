@@ -123,6 +123,8 @@ def decode_with(decoder: msgspec.json.Decoder[S], value: bytes | None, what: str
         raise InvalidEvent(f"{what}: {reason}") from exc
     except msgspec.DecodeError as exc:  # invalid JSON or invalid UTF-8
         raise InvalidEvent(f"value is not UTF-8 JSON: {exc}") from exc
+    except RecursionError as exc:  # msgspec skips an unknown field's value recursively
+        raise InvalidEvent(f"{what}: value nests too deeply to decode") from exc
 
 
 def snapshot_document(snapshot: OrderSnapshot) -> dict[str, object]:

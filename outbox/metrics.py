@@ -12,7 +12,7 @@ one Redis hash, because relays run in Celery worker processes that the web proce
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from django.conf import settings
@@ -37,9 +37,17 @@ COUNTERS = {
     "failures": "Failed publish attempts of single events (each one is retried or parked).",
     "parked": "Events parked as failed after their last attempt.",
 }
+PARTITION_WAITS = "partition_waits"
 
 
-def record_batch(*, published: int, failed: int, parked: int, seconds: float) -> None:
+def record_batch(
+    *,
+    published: int,
+    seconds: float,
+    failed: int = 0,
+    parked: int = 0,
+    partition_waits: Sequence[tuple[str, int]] = (),
+) -> None:
     """Adds one relay batch to the shared counters; never raises (metrics must not stop the relay)."""
     try:
         pipe = redis_client().pipeline(transaction=False)
@@ -47,6 +55,8 @@ def record_batch(*, published: int, failed: int, parked: int, seconds: float) ->
         pipe.hincrby(key, "published", published)
         pipe.hincrby(key, "failures", failed)
         pipe.hincrby(key, "parked", parked)
+        for topic, partition in partition_waits:
+            pipe.hincrby(key, f"{PARTITION_WAITS}:{partition}:{topic}", 1)
         pipe.hincrby(key, "batch_count", 1)
         pipe.hincrbyfloat(key, "batch_sum", seconds)
         for bound in BATCH_SECONDS_BUCKETS:
@@ -137,6 +147,17 @@ class OutboxCollector(Collector):
             buckets=buckets,
             sum_value=shared.get("batch_sum", 0.0),
         )
+        waits = CounterMetricFamily(
+            "outbox_partition_waits",
+            "Rounds of sends that waited out the delivery timeout on a partition that took no writes;"
+            " the relay then sends it nothing but probes until one is acknowledged.",
+            labels=["topic", "partition"],
+        )
+        for name, value in sorted(shared.items()):
+            if name.startswith(f"{PARTITION_WAITS}:"):
+                _, partition, topic = name.split(":", 2)
+                waits.add_metric([topic, partition], value)
+        yield waits
 
 
 class DeadLetterCollector(Collector):

@@ -1,11 +1,24 @@
 """Which partitions of a topic take writes, as this relay process last found them.
 
-A partition can be unavailable while the rest of its topic works: with two of its three replicas
-down it has fewer in-sync replicas than ``min.insync.replicas`` and refuses acks=all writes with
-NotEnoughReplicas, or it has no leader for a while. Its events are not to blame, so no attempt is
-charged to them; and since every send to it waits out the whole delivery timeout, the relay stops
-sending to it until the cluster's metadata says it is back: the orders of the healthy partitions
-keep their speed.
+A partition can be unavailable while the rest of its topic works: with too few of its replicas
+alive it has fewer in-sync replicas than ``min.insync.replicas`` and refuses acks=all writes, or
+it has no leader for a while. Its events are not to blame, so no attempt is charged to them; and
+since every send to it waits out the whole delivery timeout (and holds back every other partition
+whose records share a produce request with it), the relay stops sending to it: the orders of the
+healthy partitions keep their speed.
+
+**A partition comes back on a probe, never on metadata.** When brokers crash, the cluster's
+metadata keeps listing the partition's leader and in-sync replicas as healthy until the controller
+fences the dead brokers (``broker.session.timeout.ms``, 9 s by default): re-admitting on metadata
+sent the next batch straight into another delivery timeout. So a partition that failed is
+re-admitted only when a send to it succeeded: after `recheck_seconds`, the relay sends the head
+event of one of the partition's waiting orders, that event alone, on a producer of its own
+(outbox/producer.py), and does not wait for it. The probe is settled at the relay's next batch:
+acknowledged, the event is published and the partition takes sends again; failed, the event is
+released uncharged like the other waiting ones and the next probe waits twice as long, up to
+`recheck_max_seconds`. Meanwhile the probed event stays leased by this relay, so no other relay
+can send that order's later versions before the probe's fate is known; the probe is sent right
+after the claim and its producer gives up within the delivery timeout, well inside the lease.
 
 The partition an event goes to is computed here, as Kafka's default partitioner does (murmur2 of
 the key over all partitions of the topic), and passed to the producer explicitly; that is how
@@ -17,13 +30,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaAdminClient
-from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.partitioner.default import murmur2
 
 logger = logging.getLogger(__name__)
+
+TopicPartitionKey = tuple[str, int]
 
 
 def partition_for_key(key: bytes, partitions: int) -> int:
@@ -31,87 +45,107 @@ def partition_for_key(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+@dataclass
+class _Probe:
+    """One event sent to an unavailable partition to learn whether it takes writes again."""
+
+    pk: int
+    future: Any  # kafka-python's FutureRecordMetadata
+    give_up_at: float  # monotonic; past it a probe still undone counts as failed
+
+
+@dataclass
+class _Outage:
+    reason: str
+    delay: float  # seconds from one failed probe to the next
+    probe_at: float  # monotonic
+    probe: _Probe | None = None
+
+
+@dataclass
+class ProbeOutcomes:
+    """What the probes settled since the last look: events Kafka acknowledged (to mark published)
+    and events whose probe failed (to release uncharged)."""
+
+    acknowledged: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    # A probe that never finished: its producer is to be dropped, so it cannot send it any more.
+    stuck: bool = False
+
+
 class PartitionHealth:
-    """The partitions this process found unavailable, and when to ask the cluster about them again.
+    """The partitions this process found unavailable, and their probes."""
 
-    Nothing is asked while every partition works. A partition marked down is checked against the
-    topic's metadata (a leader, and at least ``min.insync.replicas`` replicas in sync) at most once
-    per `recheck_seconds`; a send that fails again marks it down again."""
-
-    def __init__(self, *, recheck_seconds: float) -> None:
+    def __init__(self, *, recheck_seconds: float, recheck_max_seconds: float, probe_timeout: float) -> None:
         self.recheck_seconds = recheck_seconds
-        self._down: dict[tuple[str, int], str] = {}
-        self._recheck_at = 0.0
-        self._min_isr: dict[str, int] = {}
-        self._admin: KafkaAdminClient | None = None
+        self.recheck_max_seconds = max(recheck_seconds, recheck_max_seconds)
+        self.probe_timeout = probe_timeout
+        self._down: dict[TopicPartitionKey, _Outage] = {}
         self._lock = threading.Lock()
 
     def mark_down(self, topic: str, partition: int, reason: str) -> None:
+        """A send of the relay's own rounds failed for broker reasons: the partition is out."""
         with self._lock:
-            if (topic, partition) not in self._down:
-                logger.warning(
-                    "Kafka partition %s-%d is unavailable (%s): its events wait, no attempt is charged to"
-                    " them, and the other partitions go on",
-                    topic,
-                    partition,
-                    reason,
-                )
-            self._down[(topic, partition)] = reason
-            self._recheck_at = time.monotonic() + self.recheck_seconds
+            outage = self._down.get((topic, partition))
+            if outage is not None:
+                outage.reason = reason
+                return
+            logger.warning(
+                "Kafka partition %s-%d is unavailable (%s): its events wait, no attempt is charged to"
+                " them, and the other partitions go on",
+                topic,
+                partition,
+                reason,
+            )
+            self._down[(topic, partition)] = _Outage(
+                reason, self.recheck_seconds, time.monotonic() + self.recheck_seconds
+            )
 
-    def unavailable(self, topic: str, *, bootstrap_servers: list[str]) -> set[int]:
-        """The partitions of `topic` not to send to now. Asks the cluster once the recheck is due."""
+    def unavailable(self, topic: str) -> set[int]:
+        """The partitions of `topic` not to send to, probed ones included."""
         with self._lock:
-            down = {partition for (name, partition) in self._down if name == topic}
-            if not down or time.monotonic() < self._recheck_at:
-                return down
-            self._recheck_at = time.monotonic() + self.recheck_seconds
-        back = self._available_again(topic, down, bootstrap_servers)
-        with self._lock:
-            for partition in back:
-                if self._down.pop((topic, partition), None) is not None:
-                    logger.warning("Kafka partition %s-%d is available again", topic, partition)
             return {partition for (name, partition) in self._down if name == topic}
 
-    def _available_again(self, topic: str, down: set[int], bootstrap_servers: list[str]) -> set[int]:
-        try:
-            admin = self._admin_client(bootstrap_servers)
-            min_isr = self._topic_min_isr(admin, topic)
-            (description,) = admin.describe_topics([topic])
-        except Exception as exc:  # the cluster cannot say: keep waiting, ask again later
-            logger.info("could not check Kafka partitions of %s: %s", topic, exc)
-            self._close_admin()
-            return set()
-        return {
-            state["partition_index"]
-            for state in description["partitions"]
-            if state["partition_index"] in down and _takes_writes(state, min_isr)
-        }
+    def probe_due(self, topic: str, partition: int) -> bool:
+        with self._lock:
+            outage = self._down.get((topic, partition))
+            return outage is not None and outage.probe is None and time.monotonic() >= outage.probe_at
 
-    def _admin_client(self, bootstrap_servers: list[str]) -> KafkaAdminClient:
-        if self._admin is None:
-            self._admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap_servers, client_id="outbox-relay-health", request_timeout_ms=5000
-            )
-        return self._admin
+    def probe_sent(self, topic: str, partition: int, pk: int, future: Any) -> None:
+        with self._lock:
+            outage = self._down[(topic, partition)]
+            outage.probe = _Probe(pk, future, time.monotonic() + self.probe_timeout)
 
-    def _topic_min_isr(self, admin: KafkaAdminClient, topic: str) -> int:
-        if topic not in self._min_isr:
-            configs = admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
-            )
-            entry = configs["topic"][topic].get("min.insync.replicas", {"value": "1"})
-            self._min_isr[topic] = int(entry["value"])
-        return self._min_isr[topic]
+    def probe_failed(self, topic: str, partition: int, reason: str) -> None:
+        """The partition is still out: the next probe waits twice as long, up to the maximum."""
+        with self._lock:
+            outage = self._down[(topic, partition)]
+            outage.probe = None
+            outage.reason = reason
+            outage.delay = min(self.recheck_max_seconds, outage.delay * 2)
+            outage.probe_at = time.monotonic() + outage.delay
+            delay = outage.delay
+        logger.info(
+            "probe of Kafka partition %s-%d failed (%s); next probe in %.0fs", topic, partition, reason, delay
+        )
 
-    def _close_admin(self) -> None:
-        admin, self._admin = self._admin, None
-        if admin is not None:
-            try:
-                admin.close()
-            except Exception:  # a broken client is dropped either way
-                logger.debug("closing the Kafka admin client failed", exc_info=True)
-
-
-def _takes_writes(state: dict[str, Any], min_isr: int) -> bool:
-    return bool(state["error_code"] == 0 and state["leader_id"] >= 0 and len(state["isr_nodes"]) >= min_isr)
+    def settle(self) -> ProbeOutcomes:
+        """Collects the probes that finished: an acknowledged one re-admits its partition."""
+        outcomes = ProbeOutcomes()
+        with self._lock:
+            probing = [(key, outage.probe) for key, outage in self._down.items() if outage.probe is not None]
+        now = time.monotonic()
+        for (topic, partition), probe in probing:
+            if probe.future.is_done and probe.future.succeeded():
+                with self._lock:
+                    del self._down[(topic, partition)]
+                logger.warning(
+                    "Kafka partition %s-%d is available again: a probe was acknowledged", topic, partition
+                )
+                outcomes.acknowledged.append(probe.pk)
+            elif probe.future.is_done or now >= probe.give_up_at:
+                outcomes.stuck |= not probe.future.is_done
+                error = probe.future.exception if probe.future.is_done else TimeoutError("no ack in time")
+                self.probe_failed(topic, partition, f"{type(error).__name__}: {error}"[:2000])
+                outcomes.failed.append(probe.pk)
+        return outcomes

@@ -5,6 +5,10 @@ has it (min.insync.replicas=2 on the topic), broker-side retries never duplicate
 records of one partition, and up to 5 requests may be in flight per connection while keeping
 that order. The producer is created lazily in the process that uses it, so a Celery prefork
 child never inherits its parent's sockets.
+
+Probes of unavailable partitions (outbox/partitions.py) go through a second producer of the same
+kind: a flush of the relay's own producer waits for every record it holds, and one bound for a dead
+partition would make each round wait out the delivery timeout again.
 """
 
 from __future__ import annotations
@@ -17,16 +21,18 @@ from kafka import KafkaProducer
 
 logger = logging.getLogger(__name__)
 
-_producer: KafkaProducer | None = None
-_producer_pid: int | None = None
+RELAY = "relay"
+PROBE = "relay-probe"
+
+_producers: dict[str, tuple[KafkaProducer, int]] = {}
 
 
-def producer_build() -> KafkaProducer:
+def producer_build(role: str = RELAY) -> KafkaProducer:
     delivery_ms = int(settings.KAFKA_PRODUCER_DELIVERY_TIMEOUT * 1000)
     request_ms = max(1000, min(10_000, delivery_ms // 3))
     return KafkaProducer(
         bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
-        client_id=f"outbox-relay-{os.getpid()}",
+        client_id=f"outbox-{role}-{os.getpid()}",
         acks="all",
         enable_idempotence=True,
         max_in_flight_requests_per_connection=5,
@@ -43,20 +49,18 @@ def producer_build() -> KafkaProducer:
     )
 
 
-def producer_get() -> KafkaProducer:
-    global _producer, _producer_pid
-    if _producer is None or _producer_pid != os.getpid():
-        _producer = producer_build()
-        _producer_pid = os.getpid()
-    return _producer
+def producer_get(role: str = RELAY) -> KafkaProducer:
+    held = _producers.get(role)
+    if held is None or held[1] != os.getpid():
+        held = _producers[role] = (producer_build(role), os.getpid())
+    return held[0]
 
 
-def producer_discard() -> None:
+def producer_discard(role: str = RELAY) -> None:
     """Drops the process's producer (after a fatal error), so the next batch builds a fresh one."""
-    global _producer, _producer_pid
-    producer, _producer, _producer_pid = _producer, None, None
-    if producer is not None:
+    held = _producers.pop(role, None)
+    if held is not None and held[1] == os.getpid():
         try:
-            producer.close(timeout=1)
+            held[0].close(timeout=1)
         except Exception:  # closing a broken producer must not hide the error that broke it
             logger.warning("closing the Kafka producer failed", exc_info=True)

@@ -21,8 +21,9 @@ One batch is three steps, and the broker I/O never runs inside a database transa
 A send that fails for broker reasons (a timeout, NotEnoughReplicas, no leader) is not the event's
 fault: no attempt is charged. When nothing of a batch got through, Kafka is away and the batch is
 released. When only some partitions fail, those partitions are out (outbox/partitions.py): their
-runs wait, uncharged, until the cluster's metadata says the partition takes writes again, and the
-relay stops sending to them meanwhile, so the other partitions keep their speed.
+runs wait, uncharged, and the relay stops sending to them, so the other partitions keep their
+speed. A partition is taken back only once a probe, one of its events sent alone on a producer of
+its own, was acknowledged; the probes are settled at the start of the next batch.
 
 Why it is safe with several relays: version v+1 of an aggregate is only claimable once every
 earlier version is published, and "published" is only written after Kafka acknowledged it. No
@@ -51,7 +52,7 @@ from outbox import metrics
 from outbox.envelope import EnvelopeSource, kafka_record_of
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.partitions import PartitionHealth, partition_for_key
-from outbox.producer import producer_discard, producer_get
+from outbox.producer import PROBE, producer_discard, producer_get
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class BatchResult:
     parked: int = 0
     # Kafka could not be reached at all: nothing was counted against the events.
     outage: bool = False
+    # Partitions found unavailable by a round that waited out the delivery timeout on them.
+    partition_waits: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -92,6 +95,10 @@ class _Publication:
     unsent: list[int] = field(default_factory=list)
     # Rows bound for a partition that is unavailable: they wait until it is back, uncharged.
     deferred: list[int] = field(default_factory=list)
+    # Rows sent as probes of an unavailable partition: still leased, settled by a later batch.
+    probing: list[int] = field(default_factory=list)
+    # Partitions found out by a round of this publication that waited on them.
+    partition_waits: list[int] = field(default_factory=list)
     outage: bool = False
 
 
@@ -392,14 +399,19 @@ def partition_health() -> PartitionHealth:
     """The process's view of unavailable partitions, shared by every relay batch it runs."""
     global _PROCESS_PARTITIONS
     if _PROCESS_PARTITIONS is None:
-        _PROCESS_PARTITIONS = PartitionHealth(recheck_seconds=settings.OUTBOX_PARTITION_RECHECK_SECONDS)
+        _PROCESS_PARTITIONS = PartitionHealth(
+            recheck_seconds=settings.OUTBOX_PARTITION_RECHECK_SECONDS,
+            recheck_max_seconds=settings.OUTBOX_PARTITION_RECHECK_MAX_SECONDS,
+            probe_timeout=_round_seconds(),
+        )
     return _PROCESS_PARTITIONS
 
 
 def publish_runs(runs: list[list[ClaimedEvent]], *, topic: str, lease: Lease) -> _Publication:
     """Publishes the runs round by round: an event goes out only once the previous version of its
     aggregate was acknowledged, and only while this relay's lease on it holds. A failed event
-    holds back the rest of its own run only; a run bound for an unavailable partition waits."""
+    holds back the rest of its own run only; a run bound for an unavailable partition waits, or
+    sends its first event as that partition's probe when one is due."""
     result = _Publication()
     try:
         producer = producer_get()
@@ -408,7 +420,7 @@ def publish_runs(runs: list[list[ClaimedEvent]], *, topic: str, lease: Lease) ->
         logger.warning("Kafka producer unavailable: %s", _describe(exc))
         return _outage(result, runs)
     health = partition_health()
-    target = _Target(topic, partitions, health, health.unavailable(topic, bootstrap_servers=_bootstrap()))
+    target = _Target(topic, partitions, health, health.unavailable(topic))
 
     active = _spare_unavailable(list(runs), 0, target, result)
     depth = 0
@@ -421,14 +433,21 @@ def publish_runs(runs: list[list[ClaimedEvent]], *, topic: str, lease: Lease) ->
         result.published.extend(sent.acknowledged)
         if sent.metadata_unavailable or _nothing_got_through(sent, result):
             return _outage(result, runs)
+        found_out = len(result.partition_waits)
         active = _next_active(active, depth, sent.errors, target, result)
+        if len(result.partition_waits) > found_out:
+            # After batches expired that it had sent, kafka-python's idempotent producer drops its
+            # producer id and sends nothing to any partition until a broker gave it a new one,
+            # which it may ask of the dead broker. A fresh producer is not held up by that.
+            producer_discard()
+            try:
+                producer = producer_get()
+            except Exception as exc:
+                logger.warning("Kafka producer unavailable: %s", _describe(exc))
+                return _outage(result, runs)
         depth += 1
         active = _spare_unavailable(active, depth, target, result)
     return result
-
-
-def _bootstrap() -> list[str]:
-    return list(settings.KAFKA_BOOTSTRAP_SERVERS)
 
 
 def _nothing_got_through(sent: _Round, result: _Publication) -> bool:
@@ -440,22 +459,49 @@ def _nothing_got_through(sent: _Round, result: _Publication) -> bool:
 def _spare_unavailable(
     active: list[list[ClaimedEvent]], depth: int, target: _Target, result: _Publication
 ) -> list[list[ClaimedEvent]]:
-    """The runs whose partition takes writes; the rest of the others is deferred, uncharged."""
+    """The runs whose partition takes writes; the rest of the others is deferred, uncharged. Right
+    after the claim, a run of a partition whose probe is due sends its first event as the probe."""
     if not target.down:
         return active
     kept = []
     for run in active:
-        if target.partition_of(run[depth]) in target.down:
-            result.deferred.extend(event.pk for event in run[depth:])
-        else:
+        partition = target.partition_of(run[depth])
+        if partition not in target.down:
             kept.append(run)
+        elif depth == 0 and target.health.probe_due(target.topic, partition):
+            _probe(run, partition, target, result)
+        else:
+            result.deferred.extend(event.pk for event in run[depth:])
     return kept
+
+
+def _probe(run: list[ClaimedEvent], partition: int, target: _Target, result: _Publication) -> None:
+    """Sends the run's first event alone to the unavailable partition, on the probe producer, and
+    does not wait for it; the rest of the run is deferred."""
+    head = run[0]
+    try:
+        key, value, headers = kafka_record_of(head)
+        future = producer_get(PROBE).send(
+            target.topic, key=key, value=value, headers=headers, partition=partition
+        )
+    except Exception as exc:
+        if _is_transient(exc):
+            target.health.probe_failed(target.topic, partition, _describe(exc))
+            result.deferred.extend(event.pk for event in run)
+        else:  # the event's own fault (unserializable, oversized): charged like any failed send
+            result.failures[head.pk] = _describe(exc)
+            result.unsent.extend(event.pk for event in run[1:])
+        return
+    target.health.probe_sent(target.topic, partition, head.pk, future)
+    result.probing.append(head.pk)
+    result.deferred.extend(event.pk for event in run[1:])
 
 
 def _outage(result: _Publication, runs: list[list[ClaimedEvent]]) -> _Publication:
     """Ends the publication as an outage: whatever was not acknowledged is released unsent."""
     result.outage = True
-    handled = set(result.published)
+    # A probe in flight keeps its lease until it is settled, whatever becomes of this batch.
+    handled = set(result.published) | set(result.probing)
     result.unsent.extend(e.pk for run in runs for e in run if e.pk not in handled)
     result.deferred.clear()
     producer_discard()
@@ -480,8 +526,10 @@ def _next_active(
                 still_active.append(run)
         elif _is_transient(error):
             partition = target.partition_of(event)
-            target.health.mark_down(target.topic, partition, _describe(error))
-            target.down.add(partition)
+            if partition not in target.down:
+                target.health.mark_down(target.topic, partition, _describe(error))
+                target.down.add(partition)
+                result.partition_waits.append(partition)
             result.deferred.extend(e.pk for e in run[depth:])
         else:
             result.failures[event.pk] = _describe(error)
@@ -518,7 +566,7 @@ def mark_results(publication: _Publication, *, relay_id: str) -> tuple[int, int]
                 locked_by="", locked_until=None
             )
         if publication.deferred:
-            # Due again once the partition is checked again; the attempts stay as they were.
+            # Due again when the partition may be probed; the attempts stay as they were.
             OutboxEvent.objects.filter(
                 pk__in=publication.deferred, locked_by=relay_id, status=OutboxStatus.PENDING
             ).update(
@@ -554,13 +602,29 @@ def _charge_attempt(pk: int, attempts: int, error: str, *, relay_id: str, now: d
 # --- batches and runs ---------------------------------------------------------------------------
 
 
+def _settle_probes(*, relay_id: str) -> int:
+    """Marks the probes that finished: published when acknowledged, released uncharged when they
+    failed. Returns how many were published."""
+    outcomes = partition_health().settle()
+    if outcomes.stuck:
+        producer_discard(PROBE)
+    if outcomes.acknowledged or outcomes.failed:
+        mark_results(
+            _Publication(published=outcomes.acknowledged, deferred=outcomes.failed), relay_id=relay_id
+        )
+    return len(outcomes.acknowledged)
+
+
 def relay_batch(*, relay_id: str, batch_size: int, topic: str) -> BatchResult:
     started = time.perf_counter()
+    probed = _settle_probes(relay_id=relay_id)
     lease = Lease(relay_id, time.monotonic() + settings.OUTBOX_LEASE_SECONDS)
     runs = claim_batch(relay_id=relay_id, batch_size=batch_size)
     claimed = sum(len(run) for run in runs)
     if not claimed:
-        return BatchResult()
+        if probed:
+            metrics.record_batch(published=probed, seconds=time.perf_counter() - started)
+        return BatchResult(published=probed)
     publication = publish_runs(runs, topic=topic, lease=lease)
     if settings.OUTBOX_FAULT_EXIT_AFTER_PRODUCE and publication.published:
         # Test hook: die like a kill -9 between Kafka's ack and the marking transaction.
@@ -571,15 +635,17 @@ def relay_batch(*, relay_id: str, batch_size: int, topic: str) -> BatchResult:
     failed, parked = mark_results(publication, relay_id=relay_id)
     result = BatchResult(
         claimed=claimed,
-        published=len(publication.published),
+        published=probed + len(publication.published),
         failed=failed,
         parked=parked,
         outage=publication.outage,
+        partition_waits=publication.partition_waits,
     )
     metrics.record_batch(
         published=result.published,
         failed=result.failed,
         parked=result.parked,
+        partition_waits=[(topic, partition) for partition in result.partition_waits],
         seconds=time.perf_counter() - started,
     )
     return result

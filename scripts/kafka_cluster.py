@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,30 @@ class PrivateKafka:
 
     def stop_node(self, node: int) -> None:
         self.run("stop-node", str(node))
+
+    def kill_node(self, node: int) -> None:
+        """A crash: no controlled shutdown, so the metadata lists the node until it is fenced."""
+        self.run("kill-node", str(node))
+
+    def in_sync_replicas(self, topic: str, partition: int) -> list[int]:
+        """The partition's in-sync replicas as the cluster's metadata lists them."""
+        from kafka import KafkaAdminClient
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+                try:
+                    (description,) = admin.describe_topics([topic])
+                finally:
+                    admin.close()
+                break
+            except Exception as exc:  # the client asked a stopped broker: ask again
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"could not describe {topic} on the private cluster: {exc}") from exc
+                time.sleep(0.2)
+        (state,) = [p for p in description["partitions"] if p["partition_index"] == partition]
+        return sorted(state["isr_nodes"])
 
     def remove(self) -> None:
         """Stops every node (best effort) and deletes the cluster's directory."""

@@ -143,9 +143,11 @@ OUTBOX_RELAY_TIME_BUDGET = env_float("OUTBOX_RELAY_TIME_BUDGET", 4.0)
 # claimed again after this. Keep it well above the producer's delivery timeout.
 OUTBOX_LEASE_SECONDS = env_float("OUTBOX_LEASE_SECONDS", 60.0)
 # A partition found unavailable (e.g. fewer in-sync replicas than min.insync.replicas) gets no
-# sends, and its events wait uncharged, until the cluster's metadata says it is back: asked at most
-# this often.
+# sends, and its events wait uncharged, until a probe (one of its events, sent alone) is
+# acknowledged: the first probe this many seconds after the failure, each further one twice as
+# long after the last failed, up to the maximum.
 OUTBOX_PARTITION_RECHECK_SECONDS = env_float("OUTBOX_PARTITION_RECHECK_SECONDS", 5.0, positive=True)
+OUTBOX_PARTITION_RECHECK_MAX_SECONDS = env_float("OUTBOX_PARTITION_RECHECK_MAX_SECONDS", 60.0, positive=True)
 # A batch claim slower than this makes the relay refresh the outbox table's statistics (ANALYZE
 # TABLE, at most every 5 minutes per process): the claim's plan depends on them.
 OUTBOX_SLOW_CLAIM_SECONDS = env_float("OUTBOX_SLOW_CLAIM_SECONDS", 1.0)

@@ -165,11 +165,18 @@ def _refused_value(template: dict[str, Any]) -> bytes:
 def poison_records(template: dict[str, Any]) -> list[tuple[str, bytes, bytes]]:
     """(kind it must be dead-lettered as, key, value)."""
     wrong_version = dict(template, event_id=str(uuid.uuid4()), aggregate_version="one")
+    # Values that once passed validation and then stopped a consumer or were stored altered: a total
+    # beyond Decimal(18, 2), and a timestamp whose UTC value falls before year 1.
+    huge_total = dict(template, event_id=str(uuid.uuid4()))
+    huge_total["payload"] = dict(template["payload"], total_amount="1E+30")
+    year_zero = dict(template, event_id=str(uuid.uuid4()), occurred_at="0001-01-01T00:00:00+01:00")
     return [
         ("invalid_event", b"poison-json", b"{not json"),
         ("invalid_event", template["aggregate_id"].encode(), json.dumps(wrong_version).encode()),
+        ("invalid_event", template["aggregate_id"].encode(), json.dumps(huge_total).encode()),
+        ("invalid_event", template["aggregate_id"].encode(), json.dumps(year_zero).encode()),
         # Skipping an unknown field this deep exhausts the decoder's recursion limit.
-        ("unexpected_error", b"poison-deep", b'{"x":' + b"[" * NESTING + b"]" * NESTING + b"}"),
+        ("invalid_event", b"poison-deep", b'{"x":' + b"[" * NESTING + b"]" * NESTING + b"}"),
         ("refused_by_target", str(POISON_ORDER_ID).encode(), _refused_value(template)),
     ]
 

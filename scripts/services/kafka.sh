@@ -10,6 +10,8 @@
 #   kafka.sh status    one line per node; exit 0 when all expected nodes run, else 3
 #   kafka.sh reset     stop, then delete the node data (keeps the jar cache)
 #   kafka.sh stop-node N  stop node N only (a broker failure drill; `start` brings it back)
+#   kafka.sh kill-node N  kill node N with SIGKILL: a crash, without the controlled shutdown, so
+#                      the cluster's metadata lists it until the controller fences it
 #
 # Node n (1..3): client listener PLAINTEXT://127.0.0.1:1909(1+n) (19092, 19093, 19094),
 # controller listener 127.0.0.1:2909(2+n) (29093, 29094, 29095), data in
@@ -499,6 +501,22 @@ cmd_stop_node() {
   stop_pidfile "$pidfile" "node $n" 30
 }
 
+cmd_kill_node() {
+  local n=${1:-} pid deadline
+  case "$n" in
+    1|2|3) ;;
+    *) die "usage: $0 kill-node 1|2|3" ;;
+  esac
+  for pid in $(node_pids "$n"); do kill -KILL "$pid" 2>/dev/null || true; done
+  deadline=$((SECONDS + 10))
+  while node_running "$n"; do
+    [ $SECONDS -lt "$deadline" ] || die "node $n still runs 10s after SIGKILL"
+    sleep 0.1
+  done
+  rm -f "$(node_pidfile "$n")"
+  say "node $n killed"
+}
+
 cmd_reset() {
   cmd_stop
   rm -rf "$KAFKA_DIR"/node* "$CLUSTER_ID_FILE" "$NODES_FILE"
@@ -512,5 +530,6 @@ case "${1:-}" in
   status) cmd_status ;;
   reset) cmd_reset ;;
   stop-node) cmd_stop_node "${2:-}" ;;
-  *) echo "usage: $0 install|start|stop|status|reset|stop-node N" >&2; exit 2 ;;
+  kill-node) cmd_kill_node "${2:-}" ;;
+  *) echo "usage: $0 install|start|stop|status|reset|stop-node N|kill-node N" >&2; exit 2 ;;
 esac

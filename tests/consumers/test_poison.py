@@ -1,7 +1,8 @@
 """Poison never stops a consumer: rows ClickHouse refuses as bad data are isolated and
 dead-lettered while the rest of their batch is written, an unexpected error on one record
-dead-letters that record, a commit refused mid-rebalance drops the batch for redelivery, and a
-runaway of dead letters stops the loop with a clear message before it drains the topic."""
+dead-letters that record, a value nested too deeply to decode is an invalid event, a commit
+refused mid-rebalance drops the batch for redelivery, and a runaway of dead letters stops the
+loop with a clear message before it drains the topic."""
 
 from __future__ import annotations
 
@@ -19,12 +20,21 @@ from kafka.errors import RebalanceInProgressError
 
 from consumers.dead_letters import DeadLetterLimit, DeadLetterRunaway
 from consumers.runner import BatchingConsumer, Rejection
-from consumers.sink import ClickHouseWriter
-from consumers.transformer import transform
+from consumers.sink import ClickHouseWriter, build_sink
+from consumers.transformer import build_transformer, transform
 from contract.events import decode_envelope
+from contract.rows import encode_row
 from outbox.metrics import DeadLetterCollector
-from tests.consumers.factories import base_order, history, kafka_value
-from tests.consumers.kafka_helpers import committed_offsets, drive, loop_clients, produce, read_topic
+from tests.consumers.factories import base_order, history, kafka_headers, kafka_value
+from tests.consumers.kafka_helpers import (
+    committed_offsets,
+    consumer_settings,
+    drive,
+    fully_committed,
+    loop_clients,
+    produce,
+    read_topic,
+)
 from warehouse.schema import migrate
 
 # --- the sink's write, on real chDB --------------------------------------------------------------
@@ -155,6 +165,71 @@ def test_an_unexpected_error_and_a_refused_row_are_dead_lettered_and_the_partiti
     (family,) = DeadLetterCollector().collect()
     counted = {tuple(s.labels.values()): s.value for s in family.samples if s.labels["topic"] == run.dlq}
     assert counted == {(run.dlq, "refused_by_target"): 1, (run.dlq, "unexpected_error"): 1}
+
+
+def test_a_value_nested_too_deeply_to_decode_is_dead_lettered_as_an_invalid_event(
+    kafka_bootstrap: list[str],
+    make_topic: Callable[..., str],
+    kafka_group: str,
+    clickhouse_client: Any,
+    clickhouse_database: str,
+) -> None:
+    settings = consumer_settings(
+        kafka_bootstrap,
+        events_topic=make_topic("order-events"),
+        analytics_topic=make_topic("orders-analytics"),
+        events_dlq=make_topic("order-events-dlq", partitions=1),
+        analytics_dlq=make_topic("orders-analytics-dlq", partitions=1),
+        group=kafka_group,
+        database=clickhouse_database,
+    )
+    migrate(clickhouse_client, clickhouse_database)
+    # 100,000 nested arrays in a field the contract does not know: the decoder skips such a value
+    # by recursing into it, deeper than Python's recursion limit.
+    nested = b"[" * 100_000 + b"]" * 100_000
+    poisoned, event = (history(base_order(n), [], None)[0] for n in (1, 2))
+    poisoned_value = kafka_value(poisoned).replace(b'"payload":{', b'"payload":{"notes":' + nested + b",", 1)
+    produce(
+        kafka_bootstrap,
+        settings.order_events_topic,
+        [(b"1", poisoned_value, kafka_headers(poisoned)), (b"2", kafka_value(event), kafka_headers(event))],
+    )
+    row = encode_row(transform(decode_envelope(kafka_value(history(base_order(3), [], None)[0]))))
+    poisoned_row = row[:-1] + b',"notes":' + nested + b"}"
+    produce(kafka_bootstrap, settings.analytics_topic, [(b"3", poisoned_row, [])])
+
+    transformer, t_consumer, t_producer = build_transformer(settings)
+    sink, s_consumer, s_producer = build_sink(settings, client=clickhouse_client)
+    try:
+        drive(
+            [transformer.step, sink.step],
+            lambda: (
+                fully_committed(kafka_bootstrap, settings.transformer_group_id, settings.order_events_topic)
+                and fully_committed(kafka_bootstrap, settings.sink_group_id, settings.analytics_topic)
+            ),
+            timeout=90,
+            what="transformer and sink committing every record",
+        )
+    finally:
+        for consumer in (t_consumer, s_consumer):
+            consumer.close(autocommit=False)
+        for producer in (t_producer, s_producer):
+            producer.close(timeout=10)
+
+    for dlq, what, value in [
+        (settings.order_events_dlq_topic, "envelope", poisoned_value),
+        (settings.analytics_dlq_topic, "analytics row", poisoned_row),
+    ]:
+        (dead,) = read_topic(kafka_bootstrap, dlq)
+        headers = dict(dead.headers)
+        assert headers["reason_kind"] == b"invalid_event", headers["reason"]
+        assert headers["reason"].decode() == f"{what}: value nests too deeply to decode"
+        assert bytes(dead.value) == value
+    # The order after it went on to ClickHouse.
+    stored = clickhouse_client.query(
+        f"SELECT order_id FROM {clickhouse_database}.orders_analytics ORDER BY order_id"
+    ).result_rows
+    assert stored == [(2,)]
 
 
 def test_a_runaway_of_dead_letters_stops_the_loop_before_it_commits_them(

@@ -182,7 +182,8 @@ def test_bad_order_requests_get_4xx_in_the_error_shape(staff_client: Client, sto
 @pytest.mark.django_db
 def test_malformed_and_oversized_bodies_get_400(staff_client: Client, stocked: dict[str, int]) -> None:
     malformed = staff_client.post("/api/orders", "{not json", content_type="application/json")
-    assert_error(malformed, 400)
+    error = assert_error(malformed, 400, "malformed_json")
+    assert error["message"].startswith("request body is not valid JSON: Expecting property name")
     empty = staff_client.post("/api/orders", "", content_type="application/json")
     assert 400 <= empty.status_code < 500
     assert "error" in empty.json()
@@ -192,6 +193,25 @@ def test_malformed_and_oversized_bodies_get_400(staff_client: Client, stocked: d
     assert_error(oversized, 400, "payload_too_large")
     too_many_lines = order_body(stocked, items=[{"product_id": n, "quantity": 1} for n in range(1, 102)])
     assert_error(post(staff_client, "/api/orders", too_many_lines), 422, field="items")
+
+
+@pytest.mark.django_db
+def test_a_body_nested_too_deeply_to_parse_gets_400_naming_it(
+    staff_client: Client, stocked: dict[str, int], make_order: Callable[..., Order]
+) -> None:
+    # 100,000 nested arrays (200 KB, under the body size limit) go past the JSON parser's recursion.
+    nested = "[" * 100_000 + "]" * 100_000
+    order = make_order()
+    for method, path, body in [
+        ("POST", "/api/orders", order_body(stocked)),
+        ("POST", "/api/users", {"email": "deep@example.com"}),
+        ("PATCH", f"/api/orders/{order.pk}/status", {"status": "PAID"}),
+    ]:
+        text = json.dumps(body)[:-1] + ', "note": ' + nested + "}"
+        response = staff_client.generic(method, path, text, content_type="application/json")
+        error = assert_error(response, 400, "malformed_json")
+        assert error["message"] == "request body is nested too deeply to parse", (path, error)
+    assert Order.objects.count() == 1 and not Customer.objects.filter(email="deep@example.com").exists()
 
 
 @pytest.mark.django_db

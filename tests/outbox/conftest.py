@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.test import Client
 from django.utils import timezone
+from kafka import KafkaAdminClient
 
 from outbox.models import OutboxEvent
 from scripts.kafka_cluster import ClusterError, PrivateKafka
@@ -264,6 +266,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+def scrape_metrics() -> str:
+    response = Client().get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    return response.content.decode()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.2) -> bool:

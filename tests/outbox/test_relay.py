@@ -20,7 +20,9 @@ from tests.outbox.conftest import (
     duplicates,
     first_occurrence_versions,
     insert_outbox_events,
+    metric,
     read_topic,
+    scrape_metrics,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
@@ -31,7 +33,7 @@ def test_orders_relay_with_key_envelope_and_event_id_header(
 ) -> None:
     topic = make_topic("order-events")
     orders = [make_order() for _ in range(5)]
-    published_before = _metric(_scrape(), "outbox_published_total")
+    published_before = metric(scrape_metrics(), "outbox_published_total")
 
     result = relay_run(topic=topic)
 
@@ -47,9 +49,9 @@ def test_orders_relay_with_key_envelope_and_event_id_header(
     assert {r.key for r in records} == {str(o.pk) for o in orders}
     assert set(OutboxEvent.objects.values_list("status", flat=True)) == {OutboxStatus.PUBLISHED}
     assert not OutboxEvent.objects.exclude(locked_by="").exists()
-    metrics = _scrape()
-    assert _metric(metrics, "outbox_published_total") - published_before == 5
-    assert _metric(metrics, "outbox_pending_events") == 0
+    metrics = scrape_metrics()
+    assert metric(metrics, "outbox_published_total") - published_before == 5
+    assert metric(metrics, "outbox_pending_events") == 0
 
 
 def test_batches_drain_the_backlog_in_version_order(
@@ -102,11 +104,11 @@ def test_poisoned_event_is_parked_after_its_retries_without_holding_back_other_o
         assert versions == [1, 2, 3], f"order {order}: {versions}"
 
     # Parked events show in the metrics and in the admin, whose retry action queues them again.
-    metrics = _scrape()
-    assert _metric(metrics, "outbox_parked_events") == 1
-    assert _metric(metrics, "outbox_pending_events") == 2
-    assert _metric(metrics, "outbox_oldest_pending_age_seconds") >= 0
-    assert _metric(metrics, "outbox_relay_batch_duration_seconds_count") >= 1
+    metrics = scrape_metrics()
+    assert metric(metrics, "outbox_parked_events") == 1
+    assert metric(metrics, "outbox_pending_events") == 2
+    assert metric(metrics, "outbox_oldest_pending_age_seconds") >= 0
+    assert metric(metrics, "outbox_relay_batch_duration_seconds_count") >= 1
     staff = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
     client = Client()
     client.force_login(staff)
@@ -131,20 +133,6 @@ def test_poisoned_event_is_parked_after_its_retries_without_holding_back_other_o
     assert relay_run(topic=topic).published == 3
     records = read_topic(topic, bootstrap=kafka_bootstrap, expected=30)
     assert first_occurrence_versions(records)["1"] == [1, 2, 3]
-
-
-def _scrape() -> str:
-    response = Client().get("/metrics")
-    assert response.status_code == 200
-    assert response["Content-Type"].startswith("text/plain")
-    return response.content.decode()
-
-
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics:\n{text}")
 
 
 def _json_roundtrip(value: dict[str, Any]) -> dict[str, Any]:
