@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings
 
 from tests import services
+from warehouse.gateway_credential import local_gateway_url
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 
@@ -86,10 +87,17 @@ class Pipeline:
 
     def start_role(self, *command: str) -> subprocess.Popen[bytes]:
         """Runs one role outside the supervisor (e.g. `python -m consumers sink` after starting
-        with --without sink), so a test can stop and restart it while the others keep running."""
+        with --without sink), so a test can stop and restart it while the others keep running. It
+        reaches the pipeline's chDB gateway with the credential, as the supervisor's roles do:
+        opening the chDB directory itself would fail, the gateway holds it."""
         log = (self.var_dir / f"role-{len(self.roles)}.log").open("ab")
+        gateway = local_gateway_url(int(self.env["CLICKHOUSE_HTTP_PORT"]), self.var_dir)
         process = subprocess.Popen(
-            [sys.executable, *command], cwd=REPO_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, *command],
+            cwd=REPO_DIR,
+            env={**self.env, "CLICKHOUSE_URL": gateway},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.roles.append(process)
         return process

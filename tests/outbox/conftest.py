@@ -21,7 +21,6 @@ import pytest
 from django.conf import settings
 from django.test import Client
 from django.utils import timezone
-from kafka import KafkaAdminClient
 
 from outbox.models import OutboxEvent
 from scripts.kafka_cluster import ClusterError, PrivateKafka
