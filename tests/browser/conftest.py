@@ -113,13 +113,16 @@ class Browser:
     def visit(self, name: str, ready: Callable[[Any], object], path: str | None = None) -> None:
         """Opens ``path`` (or stays on the page a click led to), waits until ``ready`` holds,
         screenshots the page as ``name`` and checks its requests stayed on the server."""
-        from selenium.common.exceptions import TimeoutException
+        from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
         from selenium.webdriver.support.ui import WebDriverWait
 
         if path is not None:
             self.driver.get(self.base_url + path)
+        # After a click the condition may first find an element of the page being left, which
+        # goes stale while it is read: that is "not yet", and the wait asks again.
+        wait = WebDriverWait(self.driver, WAIT_SECONDS, ignored_exceptions=(StaleElementReferenceException,))
         try:
-            WebDriverWait(self.driver, WAIT_SECONDS).until(ready)
+            wait.until(ready)
             failure = ""
         except TimeoutException:
             failure = f"page {name!r} did not show what it must within {WAIT_SECONDS}s"
