@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.exceptions import DatabaseError
@@ -28,6 +28,7 @@ from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
 from consumers.retry import with_retries
 from consumers.runner import BatchingConsumer, Rejection
 from consumers.settings import ConsumerSettings
+from consumers.views import Delivered, RebuildRunning, ViewMaintainer, needs_build, rebuild
 from contract.rows import ORDER_COLUMNS, AnalyticsRow, clickhouse_line, decode_row
 from warehouse.client import SYNC_INSERT_SETTINGS, ClickHouseClient, check_identifier, connect
 
@@ -86,17 +87,52 @@ class ClickHouseWriter:
     isolated: those come back as rejections for the dead-letter topic, and every other row is
     written. Any other error is raised, for the caller to retry."""
 
-    def __init__(self, client: ClickHouseClient, database: str) -> None:
+    def __init__(
+        self, client: ClickHouseClient, database: str, partitions: Callable[[], int] = lambda: 1
+    ) -> None:
         self._client = client
         self._database = check_identifier(database)
         self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+        self._views = ViewMaintainer(client, database)
+        # The number of partitions of orders_analytics, for building the view state when the sink
+        # finds no epoch of it (a database migrated before the incremental views).
+        self._partitions = partitions
+        self._checked_state = False
 
-    def write(self, rows: Sequence[AnalyticsRow]) -> list[Rejection]:
-        return self._write_isolating(rows, range(len(rows)))
+    def write(self, items: Sequence[Delivered | AnalyticsRow]) -> list[Rejection]:
+        """Stores the rows in orders_analytics, then applies the ones stored to the views. A row
+        without a Kafka position (a direct write) is applied after its partition's progress."""
+        if not self._checked_state:
+            if needs_build(self._client, self._database):
+                partitions = self._partitions()
+                log.warning("building the view state from orders_analytics (%d partitions)", partitions)
+                try:
+                    rebuild(self._client, self._database, partitions)
+                except RebuildRunning:
+                    log.info("another member builds the view state; waiting for it")
+            self._checked_state = True
+        stored, rejections = self.store(items)
+        self._views.apply(stored)
+        return rejections
 
-    def _write_isolating(self, rows: Sequence[AnalyticsRow], indexes: range) -> list[Rejection]:
+    def store(self, items: Sequence[Delivered | AnalyticsRow]) -> tuple[list[Delivered], list[Rejection]]:
+        """The first half of a write: the rows into orders_analytics. Returns the items stored (not
+        refused, not older than their order's delete), for the views, and the rejections."""
+        delivered = [item if isinstance(item, Delivered) else Delivered(item) for item in items]
+        rows = [item.row for item in delivered]
+        stored: list[int] = []
+        rejections = self._write_isolating(rows, range(len(rows)), stored)
+        return [delivered[i] for i in sorted(stored)], rejections
+
+    @property
+    def views(self) -> ViewMaintainer:
+        return self._views
+
+    def _write_isolating(
+        self, rows: Sequence[AnalyticsRow], indexes: range, stored: list[int]
+    ) -> list[Rejection]:
         try:
-            self._write_all([rows[i] for i in indexes])
+            live = self._write_all([rows[i] for i in indexes])
         except DatabaseError as exc:
             reason = bad_data_reason(exc)
             if reason is None:
@@ -104,12 +140,14 @@ class ClickHouseWriter:
             if len(indexes) == 1:
                 return [(indexes[0], reason)]
             middle = len(indexes) // 2
-            return self._write_isolating(rows, indexes[:middle]) + self._write_isolating(
-                rows, indexes[middle:]
+            return self._write_isolating(rows, indexes[:middle], stored) + self._write_isolating(
+                rows, indexes[middle:], stored
             )
+        stored.extend(indexes[i] for i in live)
         return []
 
-    def _write_all(self, rows: Sequence[AnalyticsRow]) -> None:
+    def _write_all(self, rows: Sequence[AnalyticsRow]) -> list[int]:
+        """Writes the rows; returns the positions of those stored (not older than a delete)."""
         deletes = [row for row in rows if row.is_deleted]
         if deletes:
             # Tombstones first: if the order insert below fails, the retry finds them in place.
@@ -121,7 +159,8 @@ class ClickHouseWriter:
             )
         tombstone_version = self._tombstone_versions({row.order_id for row in rows})
         # Rows older than the order's delete can only be late or replayed: they must not resurrect it.
-        live = [row for row in rows if row.version >= tombstone_version.get(row.order_id, 0)]
+        kept = [i for i, row in enumerate(rows) if row.version >= tombstone_version.get(row.order_id, 0)]
+        live = [rows[i] for i in kept]
         if live:
             # JSON text, which msgspec writes and ClickHouse parses natively, costs the sink a
             # third of clickhouse-connect's Native encoding, written value by value in Python.
@@ -140,6 +179,7 @@ class ClickHouseWriter:
             log.info("purging orders deleted more than %s ago", DELETED_ORDER_TTL)
             purge_expired_orders(self._client, self._database)
             self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+        return kept
 
     def _tombstone_versions(self, order_ids: set[int]) -> dict[int, int]:
         result = self._client.query(
@@ -175,8 +215,8 @@ def id_condition(order_ids: Iterable[int], max_gap: int = TOMBSTONE_RANGE_GAP) -
     return " OR ".join(terms) if terms else "0"
 
 
-def decode_analytics_record(record: ConsumerRecord) -> AnalyticsRow:
-    return decode_row(record.value)
+def decode_analytics_record(record: ConsumerRecord) -> Delivered:
+    return Delivered(decode_row(record.value), record.partition, record.offset)
 
 
 def build_sink(
@@ -184,15 +224,24 @@ def build_sink(
     client: ClickHouseClient | None = None,
     stop_event: threading.Event | None = None,
     retry_initial_delay: float = 0.5,
-) -> tuple[BatchingConsumer[AnalyticsRow], KafkaConsumer, KafkaProducer]:
+) -> tuple[BatchingConsumer[Delivered], KafkaConsumer, KafkaProducer]:
     stop_event = stop_event or threading.Event()
-    writer = ClickHouseWriter(client or connect(settings.clickhouse_url), settings.clickhouse_database)
     producer = make_producer(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="clickhouse-sink")
     consumer = make_consumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         session_timeout_ms=settings.session_timeout_ms,
         group_id=settings.sink_group_id,
         client_id="clickhouse-sink",
+    )
+
+    def partitions() -> int:
+        found = consumer.partitions_for_topic(settings.analytics_topic)
+        if not found:
+            raise RuntimeError(f"no partitions known for {settings.analytics_topic} yet")
+        return len(found)
+
+    writer = ClickHouseWriter(
+        client or connect(settings.clickhouse_url), settings.clickhouse_database, partitions=partitions
     )
     loop = BatchingConsumer(
         consumer=consumer,

@@ -16,6 +16,7 @@ from consumers.kafka_io import SEND_TIMEOUT_SECONDS, DeadLetterQueue, make_consu
 from consumers.retry import with_retries
 from consumers.runner import BatchingConsumer
 from consumers.settings import ConsumerSettings
+from consumers.views import partition_of
 from consumers.watermark import OCCURRED_AT_HEADER
 from contract.events import Envelope, InvalidEvent, decode_envelope
 from contract.rows import AnalyticsRow, encode_row
@@ -25,6 +26,8 @@ class Transformed(NamedTuple):
     row: AnalyticsRow
     # The event's commit time rides along in a header, for the freshness watermark.
     occurred_at: datetime
+    # The customer, which decides the partition (a delete row does not carry it).
+    user_id: int
 
 
 def transform(event: Envelope) -> AnalyticsRow:
@@ -67,7 +70,7 @@ def decode_order_event(record: ConsumerRecord) -> Transformed:
     # The key decides the partition, and so the per-order ordering: it must be the order id.
     if record.key is not None and record.key != str(row.order_id).encode():
         raise InvalidEvent("record key must be the order id")
-    return Transformed(row, event.occurred_at)
+    return Transformed(row, event.occurred_at, event.payload.user_id)
 
 
 class AnalyticsRowProducer:
@@ -76,10 +79,15 @@ class AnalyticsRowProducer:
         self._topic = topic
 
     def write(self, items: Sequence[Transformed]) -> None:
+        # Routed by customer, keyed by order: an order's rows stay in one partition, in order, and
+        # compaction keeps its latest; a customer's rows share a partition too, so the incremental
+        # views keep each customer's cells with one writer (consumers/views.py).
+        partitions = len(self._producer.partitions_for(self._topic))
         futures = [
             self._producer.send(
                 self._topic,
                 key=str(row.order_id).encode(),
+                partition=partition_of(user_id, partitions),
                 value=encode_row(row),
                 headers=[
                     ("event_type", row.event_type.encode()),
@@ -87,7 +95,7 @@ class AnalyticsRowProducer:
                     (OCCURRED_AT_HEADER, occurred_at.isoformat().encode()),
                 ],
             )
-            for row, occurred_at in items
+            for row, occurred_at, user_id in items
         ]
         self._producer.flush(timeout=SEND_TIMEOUT_SECONDS)
         for future in futures:

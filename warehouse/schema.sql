@@ -145,34 +145,148 @@ ARRAY JOIN
 WHERE status NOT IN ('CANCELLED', 'REFUNDED')
 GROUP BY product_id;
 
--- The contract views dashboards read: refreshable materialized views that recompute their live
--- view in full every 5 seconds and swap the result in atomically. Never wrong by more than one
--- refresh (at most ~5 s plus the refresh time behind the table), never drifting, no manual rebuild,
--- and a query reads a small precomputed table.
-CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.daily_sales_mv
-REFRESH EVERY 5 SECOND
-ENGINE = MergeTree ORDER BY order_date
-AS SELECT * FROM {database}.daily_sales_live;
+-- The incremental state behind the contract views (README, "Incremental views"). The sink keeps it
+-- (consumers/views.py): for every batch it reads the cells the batch touches and the state each
+-- order was last counted in, retracts that state, adds the new one, and writes the new values of
+-- every touched cell in ONE insert (one part, so all or nothing). Its upkeep grows with the batch,
+-- not with the table.
+--   kind: 'progress' (k1 = Kafka partition), 'order' (k1 = order_id; the state counted, below, or
+--   orders = 0 once deleted), 'daily' (k1 = day number), 'hourly' (k1 = hour, Unix
+--   seconds), 'status' (ks), 'user' (k1 = user_id), 'product' (k1 = product_id), 'day_user'
+--   (k1 = day, k2 = user_id: the per-day distinct counter), and the members the extremes are
+--   recomputed from when the order holding one leaves: 'user_order' (k1 = user_id, k2 = order_id)
+--   and 'product_line' (k1 = product_id, k2 = order_id).
+--   partition: the Kafka partition of orders_analytics the cell belongs to. Every cell has one
+--   writer, the partition's owner, and the topic is routed by user id, so a user's cells, like an
+--   order's, live in one partition; a view adds its partitions' cells.
+--   version: (Kafka offset after the write's last record) * 1024. The row with the highest
+--   version of a cell wins, so a write computed from an older state (a redelivered batch, a member
+--   kicked from the group that still writes) can never overwrite a newer one.
+--   epoch: the rebuild the row belongs to (view_epochs). A rebuild writes the whole state again in
+--   a new epoch and the views read only the latest complete one, so a write computed before the
+--   rebuild that lands after it is in an epoch nobody reads. Old epochs are dropped, a partition each.
+CREATE TABLE IF NOT EXISTS {database}.view_state
+(
+    epoch      UInt32,
+    kind       LowCardinality(String),
+    partition  UInt32,
+    k1         UInt64,
+    k2         UInt64,
+    ks         String,
+    version    UInt64,
+    is_deleted UInt8,
+    orders     Int64,
+    paying     Int64,
+    amount     Decimal(38, 2),
+    items      Int64,
+    units      Int64,
+    uniq       Int64,
+    t1         Nullable(DateTime64(6, 'UTC')),
+    t2         Nullable(DateTime64(6, 'UTC')),
+    m          UInt64,
+    s1         String,
+    s2         String,
+    -- An 'order' row's counted state, what its retraction subtracts (with t1 = created_at,
+    -- s1 = user_email, amount = total_amount, items = items_count, m = the order's version).
+    user_id    UInt64,
+    status     LowCardinality(String),
+    l_product  Array(UInt64),
+    l_quantity Array(UInt32),
+    l_total    Array(Decimal(18, 2)),
+    l_sku      Array(String),
+    l_name     Array(String)
+)
+ENGINE = ReplacingMergeTree(version, is_deleted)
+PARTITION BY epoch
+ORDER BY (epoch, kind, partition, k1, k2, ks);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.hourly_sales_mv
-REFRESH EVERY 5 SECOND
-ENGINE = MergeTree ORDER BY hour
-AS SELECT * FROM {database}.hourly_sales_live;
+ALTER TABLE {database}.view_state
+    MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync}, old_parts_lifetime = 480;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.order_status_mv
-REFRESH EVERY 5 SECOND
-ENGINE = MergeTree ORDER BY status
-AS SELECT * FROM {database}.order_status_live;
+-- The epochs of view_state: a rebuild adds its epoch with status 0 (running) and, once every row is
+-- written, 1 (complete), or 2 (abandoned) when it fails. The sink does not write while a rebuild
+-- runs and writes again in the new epoch once it completes. migrate() adds epoch 1 to a new database.
+CREATE TABLE IF NOT EXISTS {database}.view_epochs
+(
+    epoch  UInt32,
+    status UInt8,
+    token  String,
+    at     DateTime64(6, 'UTC') DEFAULT now64(6)
+)
+ENGINE = MergeTree
+ORDER BY (epoch, status);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.user_analytics_mv
-REFRESH EVERY 5 SECOND
-ENGINE = MergeTree ORDER BY user_id
-AS SELECT * FROM {database}.user_analytics_live;
+ALTER TABLE {database}.view_epochs
+    MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync};
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.top_products_mv
-REFRESH EVERY 5 SECOND
-ENGINE = MergeTree ORDER BY product_id
-AS SELECT * FROM {database}.top_products_live;
+-- The contract views dashboards and the analytics API read: each adds up its cells over the
+-- partitions. They read a few rows per group, never orders_analytics, and hold what the sink's
+-- last write left: a change is in them as soon as its batch is committed.
+CREATE OR REPLACE VIEW {database}.daily_sales_mv AS
+SELECT
+    toDate(k1) AS order_date,
+    toUInt64(sum(orders)) AS orders_count,
+    sum(amount) AS revenue,
+    toUInt64(sum(items)) AS items_sold,
+    toUInt64(sum(uniq)) AS unique_customers
+FROM {database}.view_state FINAL
+WHERE epoch = (SELECT max(epoch) FROM {database}.view_epochs WHERE status = 1)
+  AND kind = 'daily'
+GROUP BY order_date
+HAVING orders_count > 0;
+
+CREATE OR REPLACE VIEW {database}.hourly_sales_mv AS
+SELECT
+    toDateTime(k1, 'UTC') AS hour,
+    toUInt64(sum(orders)) AS orders_count,
+    sum(amount) AS revenue,
+    toUInt64(sum(items)) AS items_sold
+FROM {database}.view_state FINAL
+WHERE epoch = (SELECT max(epoch) FROM {database}.view_epochs WHERE status = 1)
+  AND kind = 'hourly'
+GROUP BY hour
+HAVING orders_count > 0;
+
+CREATE OR REPLACE VIEW {database}.order_status_mv AS
+SELECT
+    CAST(ks, 'LowCardinality(String)') AS status,
+    toUInt64(sum(orders)) AS orders_count,
+    sum(amount) AS total_amount
+FROM {database}.view_state FINAL
+WHERE epoch = (SELECT max(epoch) FROM {database}.view_epochs WHERE status = 1)
+  AND kind = 'status'
+GROUP BY status
+HAVING orders_count > 0;
+
+-- One partition holds all of a user's cells, so these sums and extremes are over one cell.
+CREATE OR REPLACE VIEW {database}.user_analytics_mv AS
+SELECT
+    k1 AS user_id,
+    argMax(s1, (t2, m)) AS user_email,
+    toUInt64(sum(orders)) AS orders_count,
+    toUInt64(sum(paying)) AS paying_orders_count,
+    sum(amount) AS total_spent,
+    assumeNotNull(min(t1)) AS first_order_at,
+    assumeNotNull(max(t2)) AS last_order_at
+FROM {database}.view_state FINAL
+WHERE epoch = (SELECT max(epoch) FROM {database}.view_epochs WHERE status = 1)
+  AND kind = 'user'
+GROUP BY user_id
+HAVING orders_count > 0;
+
+CREATE OR REPLACE VIEW {database}.top_products_mv AS
+SELECT
+    k1 AS product_id,
+    argMax(s1, m) AS sku,
+    argMax(s2, m) AS product_name,
+    toUInt64(sum(units)) AS units_sold,
+    sum(amount) AS revenue,
+    toUInt64(sum(orders)) AS orders_count
+FROM {database}.view_state FINAL
+WHERE epoch = (SELECT max(epoch) FROM {database}.view_epochs WHERE status = 1)
+  AND kind = 'product'
+GROUP BY product_id
+HAVING orders_count > 0;
 
 -- The freshness watermark (README, "Freshness watermark"; consumers/watermark.py). Every check of
 -- the pipeline's progress writes one row: `watermark` is a commit time such that every order change
@@ -190,24 +304,13 @@ ENGINE = MergeTree
 ORDER BY checked_at
 TTL toDateTime(checked_at) + INTERVAL 1 DAY;
 
--- How current the dashboards' views are: a refresh reads the table as it was when the refresh
--- started, so the views hold every change committed before the watermark of the latest check that
--- finished before the oldest of their last successful refreshes. One row, or none while a view has
--- never refreshed or no check preceded its refresh. `refreshed_at` has whole seconds: rounding
--- down only makes the answer older, never too new.
+-- How current the dashboards' views are: the sink updates them in the write that stores the rows
+-- in orders_analytics, before it commits, so they hold what the latest check found committed: its
+-- watermark. One row, or none before the first check.
 CREATE OR REPLACE VIEW {database}.dashboard_freshness AS
-WITH (
-    SELECT if(count() = 5 AND countIf(last_success_time IS NULL) = 0, min(last_success_time), NULL)
-    FROM system.view_refreshes
-    WHERE database = '{database}'
-      AND view IN ('daily_sales_mv', 'hourly_sales_mv', 'order_status_mv', 'user_analytics_mv',
-                   'top_products_mv')
-) AS refreshed_at
 SELECT
     watermark AS as_of,
-    checked_at,
-    refreshed_at
+    checked_at
 FROM {database}.pipeline_watermark
-WHERE refreshed_at IS NOT NULL AND checked_at <= refreshed_at
 ORDER BY checked_at DESC
 LIMIT 1;

@@ -226,14 +226,6 @@ def actual_views(client: Any, database: str, suffix: str) -> dict[str, dict[Any,
     return result
 
 
-def refresh_views(client: Any, database: str) -> None:
-    """Runs every refreshable view now and waits for it: a test's way past the refresh interval."""
-    for view in VIEWS:
-        client.command(f"SYSTEM REFRESH VIEW {database}.{view}_mv")
-    for view in VIEWS:
-        client.command(f"SYSTEM WAIT VIEW {database}.{view}_mv")
-
-
 def base_order(order_id: int, *, user_id: int = 1, created_at: datetime | None = None) -> OrderState:
     return OrderState(
         order_id=order_id,

@@ -26,7 +26,6 @@ from tests.consumers.factories import (
     expected_views,
     history,
     kafka_value,
-    refresh_views,
 )
 from tests.consumers.kafka_helpers import (
     committed_offsets,
@@ -118,8 +117,6 @@ def test_a_sink_killed_between_insert_and_commit_loses_nothing_and_counts_nothin
         output = run_cli(
             env,
             "query",
-            "SYSTEM REFRESH VIEW analytics.order_status_mv",
-            "SYSTEM WAIT VIEW analytics.order_status_mv",
             f"SELECT status, orders_count, total_amount FROM analytics.{view} ORDER BY status",
         )
         actual = {
@@ -214,7 +211,6 @@ def test_a_transformer_killed_between_produce_and_commit_loses_nothing_and_count
     finally:
         consumer.close(autocommit=False)
         producer.close(timeout=10)
-    refresh_views(clickhouse_client, clickhouse_database)
     expected = expected_views(events)
     assert sum(count for count, _ in expected["order_status"].values()) == 16
     assert actual_views(clickhouse_client, clickhouse_database, "_live") == expected

@@ -13,7 +13,7 @@ from typing import Any
 
 from consumers.sink import build_sink
 from consumers.transformer import build_transformer
-from tests.consumers.factories import actual_views, base_order, expected_views, history, refresh_views
+from tests.consumers.factories import actual_views, base_order, expected_views, history
 from tests.consumers.kafka_helpers import (
     consumer_settings,
     drive,
@@ -91,7 +91,6 @@ def test_events_flow_to_exact_views_and_poison_goes_to_the_dead_letter_topics(
         for producer in (t_producer, s_producer):
             producer.close(timeout=10)
 
-    refresh_views(clickhouse_client, clickhouse_database)
     expected = expected_views(events)
     assert sum(count for count, _ in expected["order_status"].values()) == 12  # 15 orders, 3 deleted
     assert actual_views(clickhouse_client, clickhouse_database, "_live") == expected
@@ -143,7 +142,6 @@ def test_events_flow_to_exact_views_and_poison_goes_to_the_dead_letter_topics(
         finally:
             s_consumer.close(autocommit=False)
             s_producer.close(timeout=10)
-        refresh_views(clickhouse_client, rebuilt.clickhouse_database)
         assert actual_views(clickhouse_client, rebuilt.clickhouse_database, "_live") == expected
         assert actual_views(clickhouse_client, rebuilt.clickhouse_database, "_mv") == expected
     finally:
@@ -229,7 +227,6 @@ def test_a_deleted_orders_last_row_on_the_topic_has_no_personal_data_and_a_rebui
     ]
     try:
         for database in databases:
-            refresh_views(clickhouse_client, database)
             expected = expected_views(gone + kept)
             assert actual_views(clickhouse_client, database, "_live") == expected
             assert actual_views(clickhouse_client, database, "_mv") == expected

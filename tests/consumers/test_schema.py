@@ -18,7 +18,6 @@ from tests.consumers.factories import (
     expected_views,
     history,
     kafka_value,
-    refresh_views,
 )
 from warehouse.schema import migrate
 
@@ -72,7 +71,6 @@ def test_ttl_removes_an_order_deleted_8_days_ago_and_keeps_one_deleted_6_days_ag
     assert stored_versions(clickhouse_client, clickhouse_database, 1) == []
     assert stored_versions(clickhouse_client, clickhouse_database, 2) == [3]
     assert stored_versions(clickhouse_client, clickhouse_database, 3) == [2]
-    refresh_views(clickhouse_client, clickhouse_database)
     expected = expected_views(events)
     assert expected["order_status"] == {"PAID": (1, base_order(3).total_amount)}
     for suffix in ("_live", "_mv"):
@@ -95,7 +93,6 @@ def test_a_replay_cannot_bring_back_an_order_after_ttl_removed_it(
     clickhouse_client.command(f"OPTIMIZE TABLE {clickhouse_database}.orders_analytics FINAL")
 
     assert stored_versions(clickhouse_client, clickhouse_database, 1) == []
-    refresh_views(clickhouse_client, clickhouse_database)
     for suffix in ("_live", "_mv"):
         assert actual_views(clickhouse_client, clickhouse_database, suffix) == expected_views(events)
         assert all(
@@ -122,7 +119,6 @@ def test_views_exclude_a_deleted_order_even_if_an_older_version_outlives_its_del
         fmt="JSONCompactEachRow",
     )
     assert stored_versions(clickhouse_client, clickhouse_database, 1) == [2]
-    refresh_views(clickhouse_client, clickhouse_database)
     for suffix in ("_live", "_mv"):
         assert all(
             rows == {} for rows in actual_views(clickhouse_client, clickhouse_database, suffix).values()

@@ -106,13 +106,10 @@ def test_the_sink_retries_without_committing_and_catches_up(
 
     assert flaky.remaining == 0
     assert flaky.committed_during_failures == [{}] * 5  # nothing committed while ClickHouse was down
-    refresh_views_and_compare(clickhouse_client, clickhouse_database, events)
+    compare_views(clickhouse_client, clickhouse_database, events)
 
 
-def refresh_views_and_compare(client: Any, database: str, events: list[dict[str, Any]]) -> None:
-    from tests.consumers.factories import refresh_views
-
-    refresh_views(client, database)
+def compare_views(client: Any, database: str, events: list[dict[str, Any]]) -> None:
     expected = expected_views(events)
     assert sum(count for count, _ in expected["order_status"].values()) == 16
     assert actual_views(client, database, "_live") == expected

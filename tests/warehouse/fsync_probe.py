@@ -52,9 +52,6 @@ def main() -> None:
         raise SystemExit("the migration failed")
     settings = ConsumerSettings.from_env()
     client = connect(settings.clickhouse_url)
-    client.command("SYSTEM STOP VIEWS")
-    for view_database, view in query_rows(client, "SELECT database, view FROM system.view_refreshes"):
-        client.command(f"SYSTEM WAIT VIEW {view_database}.{view}")
     before = sync_counts(client)
     rejected = ClickHouseWriter(client, settings.clickhouse_database).write(batch())
     after = sync_counts(client)

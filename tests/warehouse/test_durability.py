@@ -19,7 +19,7 @@ from tests.warehouse.fsync_probe import batch
 from warehouse.schema import migrate, schema_statements
 
 REPO_DIR = Path(__file__).resolve().parents[2]
-SINK_TABLES = ("orders_analytics", "order_tombstones")
+SINK_TABLES = ("orders_analytics", "order_tombstones", "view_state")
 # ClickHouse server's default, which its documentation gives as the time within which a new part
 # is surely written to disk even under load (the kernel's writeback alone takes up to 30 s).
 OLD_PARTS_LIFETIME = 480
