@@ -216,7 +216,7 @@ def id_condition(order_ids: Iterable[int], max_gap: int = TOMBSTONE_RANGE_GAP) -
 
 
 def decode_analytics_record(record: ConsumerRecord) -> Delivered:
-    return Delivered(decode_row(record.value), record.partition, record.offset)
+    return Delivered(decode_row(record.value), record.partition, record.offset, record.topic)
 
 
 def build_sink(

@@ -64,6 +64,7 @@ STATE_COLUMNS = (
 _SELECT = ", ".join(STATE_COLUMNS)
 
 Key = tuple[str, int, int, int, str]  # kind, partition, k1, k2, ks
+Progress = dict[tuple[int, str], tuple[int, int]]  # (partition, topic) → (version, base)
 
 
 def partition_of(user_id: int, partitions: int) -> int:
@@ -80,6 +81,7 @@ class Delivered:
     row: AnalyticsRow
     partition: int = 0
     offset: int | None = None
+    topic: str = ""
 
 
 class Line(NamedTuple):
@@ -302,11 +304,9 @@ class ViewMaintainer:
 
     # --- reading -----------------------------------------------------------------------------------
 
-    def _read(
-        self, epoch: int, conditions: list[str]
-    ) -> tuple[dict[Key, tuple[int, Cell | None]], dict[int, int]]:
-        """The winning row of every key of `epoch` matching any condition, and every partition's
-        progress."""
+    def _read(self, epoch: int, conditions: list[str]) -> tuple[dict[Key, tuple[int, Cell | None]], Progress]:
+        """The winning row of every key of `epoch` matching any condition, and the progress of every
+        (partition, topic) read."""
         sql = (
             f"SELECT {_SELECT} FROM {self._database}.view_state "
             f"WHERE epoch = {int(epoch)} AND ({' OR '.join(conditions)})"
@@ -327,10 +327,10 @@ class ViewMaintainer:
             if key not in best or version > best[key][0]:
                 best[key] = (version, values)
         cells: dict[Key, tuple[int, Cell | None]] = {}
-        progress: dict[int, int] = {}
+        progress: Progress = {}
         for key, (version, values) in best.items():
             if key[0] == "progress":
-                progress[key[2]] = version
+                progress[(key[2], key[4])] = (version, int(values["m"]))
                 continue
             cells[key] = (version, None if values["is_deleted"] else _cell_of(values))
         return cells, progress
@@ -357,14 +357,15 @@ class ViewMaintainer:
         states: dict[Key, Cell | None] = {key: cell for key, (_, cell) in base.items()}
         changes: list[tuple[int, int, Counted]] = []  # (sign, partition, counted)
         for p in partitions:
-            _plan_orders(plan, p, by_partition[p], progress.get(p, 0) // VERSION_STEP, states, changes)
+            at = _position(progress, p, _topic_of(p, by_partition[p]))
+            _plan_orders(plan, p, by_partition[p], at, states, changes)
         if not changes:
             return plan
 
         cells, members, retracted = _deltas(changes)
         # A paying order's day_user counter comes with its daily cell, whose distinct count follows it.
         base_cells, again = self._read(epoch, [self._progress_condition(partitions), *_key_conditions(cells)])
-        if _moved(progress, again, partitions):
+        if _moved(progress, again):
             return None
         new_cells = _new_cells(cells, base_cells)
         lookups = self._extremes(new_cells, base_cells, members, retracted)
@@ -372,7 +373,7 @@ class ViewMaintainer:
             found, again = self._read(
                 epoch, [self._progress_condition(partitions), *_member_conditions(lookups)]
             )
-            if _moved(progress, again, partitions):
+            if _moved(progress, again):
                 return None
             self._recompute_extremes(new_cells, members, lookups, found)
 
@@ -432,10 +433,35 @@ class ViewMaintainer:
                 _widen(owner, cell, order_id, member)
 
 
-def _plan_orders(plan: Plan, p: int, items: list[Delivered], done: int, states: dict[Key, Cell | None],
+class Position(NamedTuple):
+    topic: str
+    done: int  # the offset of the next record not applied
+    base: int  # the version below the topic's first write
+
+
+def _topic_of(p: int, items: list[Delivered]) -> str:
+    topics = {item.topic for item in items}
+    if len(topics) > 1:
+        raise ValueError(f"partition {p} of several topics in one write: {sorted(topics)}")
+    return topics.pop()
+
+
+def _position(progress: Progress, p: int, topic: str) -> Position:
+    """Where partition `p` of `topic` stands. A topic the state has not seen (the analytics topic
+    recreated, or another one) starts at offset 0 with its versions above every version written
+    for the partition before, so its writes win over the old topic's and a record is skipped only
+    by its order's version, never by an offset of another topic."""
+    if (p, topic) in progress:
+        version, base = progress[(p, topic)]
+        return Position(topic, (version - base) // VERSION_STEP, base)
+    return Position(topic, 0, max((v for (q, _), (v, _) in progress.items() if q == p), default=0))
+
+
+def _plan_orders(plan: Plan, p: int, items: list[Delivered], at: Position, states: dict[Key, Cell | None],
                  changes: list[tuple[int, int, Counted]]) -> None:  # fmt: skip
     """The new counted state of every order of partition `p`'s items not applied yet, into the
     plan, with the retractions and additions it makes."""
+    done = at.done
     last: int | None = None
     for index, item in enumerate(items):
         offset = done + index if item.offset is None else item.offset
@@ -460,8 +486,8 @@ def _plan_orders(plan: Plan, p: int, items: list[Delivered], done: int, states: 
         plan.rows[key] = states[key]
         plan.applied += 1
     if last is not None:
-        plan.versions[p] = (last + 1) * VERSION_STEP
-        plan.rows[("progress", p, p, 0, "")] = Cell()
+        plan.versions[p] = at.base + (last + 1) * VERSION_STEP
+        plan.rows[("progress", p, p, 0, at.topic)] = Cell(m=at.base)
 
 
 def _new_cells(cells: dict[Key, Cell], base: dict[Key, tuple[int, Cell | None]]) -> dict[Key, Cell]:
@@ -556,8 +582,8 @@ def _deltas(
     return dict(cells), members, retracted
 
 
-def _moved(before: dict[int, int], after: dict[int, int], partitions: Iterable[int]) -> bool:
-    return any(after.get(p, 0) > before.get(p, 0) for p in partitions)
+def _moved(before: Progress, after: Progress) -> bool:
+    return any(version > before.get(key, (0, 0))[0] for key, (version, _) in after.items())
 
 
 def _ints(values: Iterable[int]) -> str:
@@ -703,9 +729,9 @@ def _snapshot_table(client: ClickHouseClient, database: str, old: int, new: int,
     it) the active orders of orders_analytics in one read; the orders the old epoch knows that are
     not active go as deleted for good."""
     client.command(
-        f"INSERT INTO {database}.view_state (epoch, kind, partition, k1, version) "
-        f"SELECT {new}, 'progress', k1, k1, max(version) FROM {database}.view_state "
-        f"WHERE epoch = {int(old)} AND kind = 'progress' GROUP BY k1",
+        f"INSERT INTO {database}.view_state (epoch, kind, partition, k1, ks, version, m) "
+        f"SELECT {new}, 'progress', k1, k1, ks, max(version), argMax(m, version) FROM {database}.view_state "
+        f"WHERE epoch = {int(old)} AND kind = 'progress' GROUP BY k1, ks",
         settings=settings,
     )
     route = f"kafkaMurmurHash(toString(user_id)) % {int(partitions)}"

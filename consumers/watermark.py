@@ -14,9 +14,9 @@ the check started, which is honest: everything committed before it was visible t
 has gone through. Stages are read upstream first (outbox, then the transformer's group, then the
 sink's), so an event moving on between two reads is found by the later one and never missed.
 
-The dashboards' views are refreshed from the table every few seconds: a view refreshed at R holds
-what the table held at R, so its watermark is that of the latest check finished before R. The
-`dashboard_freshness` view of warehouse/schema.sql joins the two; this module only writes checks.
+The dashboards' views are kept by the sink in the write that stores the rows in the table, so they
+hold what the table holds and their watermark is that of the latest check: the
+`dashboard_freshness` view of warehouse/schema.sql reads it; this module only writes checks.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from tests.consumers.factories import (
     Item,
     OrderState,
     actual_views,
+    base_order,
     expected_views,
     history,
     kafka_value,
@@ -257,5 +258,35 @@ def test_the_incremental_views_stay_exact_through_crashes_redelivery_and_a_kicke
         for log in logs:
             writer.write(log.records)
         assert actual_views(clickhouse_client, database, "_mv") == expected
+    finally:
+        clickhouse_client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+
+
+def test_a_recreated_analytics_topic_starting_again_at_offset_0_is_applied_and_counts_nothing_twice(
+    clickhouse_client: Any,
+) -> None:
+    rng = random.Random(7)
+    per_order = [
+        history(base_order(order_id, user_id=order_id % 4 + 1), rng.sample(STATUSES, k=2), None)
+        for order_id in range(1, 13)
+    ]
+    events = [event for events in per_order for event in events]
+    database = f"prop_{uuid.uuid4().hex[:12]}"
+    migrate(clickhouse_client, database, fsync_after_insert=False)
+    try:
+        writer = ClickHouseWriter(clickhouse_client, database, partitions=lambda: PARTITIONS)
+        logs = kafka_logs(per_order, rng)
+        # The old topic had gone far: its records of the first half of each partition, at offsets
+        # from 1000. Then the topic is recreated and the sink reads the new one from offset 0.
+        for log in logs:
+            old = log.records[: len(log.records) // 2]
+            writer.write(
+                [Delivered(r.row, r.partition, 1000 + r.offset, "old") for r in old if r.offset is not None]
+            )
+        for log in logs:
+            writer.write([Delivered(r.row, r.partition, r.offset, "new") for r in log.records])
+        expected = expected_views(events)
+        assert actual_views(clickhouse_client, database, "_mv") == expected
+        assert differences(clickhouse_client, database) == []
     finally:
         clickhouse_client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
