@@ -93,8 +93,6 @@ def prepare(client: ClickHouseClient) -> dict[str, ClickHouseWriter]:
         database = f"analytics_{mode}"
         migrate(client, database, fsync_after_insert=fsync)
         writers[mode] = ClickHouseWriter(client, database)
-    # The views' refreshes over the growing tables would compete with the inserts they time.
-    client.command("SYSTEM STOP VIEWS")
     for writer in writers.values():  # the first insert of a table warms caches: not timed
         writer.write(order_rows(first_id=10**12, count=10))
     return writers

@@ -512,12 +512,16 @@ def stage_views(ctx: Context) -> dict[str, Any]:
                 str(orders),
                 "--runs",
                 str(ctx.sizes.view_runs),
+                "--window",
+                str(ctx.sizes.rest_seconds),
+                "--samples",
+                str(max(2, ctx.sizes.view_runs // 4)),
             ],
             cwd=REPO_DIR,
             env=ctx.env(),
             capture_output=True,
             text=True,
-            timeout=1800,
+            timeout=3600,
             check=False,
         )
         if done.returncode != 0:

@@ -237,8 +237,10 @@ def http_open_loop(
 
 
 class VisibilityProbe:
-    """Polls ClickHouse's active_orders view (what every view reads) for the orders committed so
-    far and records when each one first appears. Resolution: `interval` plus one query."""
+    """Polls the incremental views' state (what the dashboards' `*_mv` views add up) for the orders
+    committed so far and records when each one is first counted there: the sink writes an order's
+    counted state and every cell it changes in one insert, so that is when the dashboards show it.
+    Resolution: `interval` plus one query."""
 
     def __init__(self, clickhouse_url: str, database: str, interval: float = 0.1) -> None:
         import clickhouse_connect
@@ -281,8 +283,9 @@ class VisibilityProbe:
             if ids:
                 started = time.perf_counter()
                 rows = self._client.query(
-                    f"SELECT order_id FROM {self._database}.active_orders "
-                    f"WHERE order_id IN ({','.join(map(str, ids))})"
+                    f"SELECT DISTINCT k1 FROM {self._database}.view_state "
+                    f"WHERE epoch = (SELECT max(epoch) FROM {self._database}.view_epochs WHERE status = 1) "
+                    f"AND kind = 'order' AND orders > 0 AND k1 IN ({','.join(map(str, ids))})"
                 ).result_rows
                 now = time.monotonic()
                 self.query_ms.append((time.perf_counter() - started) * 1000)

@@ -14,7 +14,7 @@ Latency: for each order, from the commit of its last change (orders.updated_at i
 first poll that saw that version in ClickHouse's orders_analytics. A watcher thread polls from
 before the first order is created, `--poll` seconds apart (default 0.5 s), which bounds the
 resolution; the figure includes the relay (on-commit kick or beat tick), both consumers' batching
-and the sink's insert, but not the views' refresh (at most 5 s more).
+and the sink's write, which updates the views in the same step.
 
 Where each stage lives comes from the environment (scripts/pipeline_checks.py), so the same script
 runs against `make run` and the compose stack.

@@ -56,10 +56,50 @@ def event_records(events: Iterable[dict[str, Any]]) -> list[Record]:
     return [(e["aggregate_id"].encode(), kafka_value(e), kafka_headers(e)) for e in events]
 
 
-def produce(bootstrap: list[str], topic: str, records: Iterable[Record]) -> None:
+def produce(
+    bootstrap: list[str],
+    topic: str,
+    records: Iterable[Record],
+    partitions: Iterable[int | None] | None = None,
+) -> None:
+    """The records, each to the partition given for it, or to its key's (Kafka's default)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    records = list(records)
+    chosen = list(partitions) if partitions is not None else [None] * len(records)
+    try:
+        futures = [
+            producer.send(topic, key=k, value=v, headers=h, partition=p)
+            for (k, v, h), p in zip(records, chosen, strict=True)
+        ]
+        producer.flush(timeout=30)
+        for future in futures:
+            future.get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+
+
+def produce_analytics(bootstrap: list[str], topic: str, events: Iterable[dict[str, Any]]) -> None:
+    """The events' analytics rows as the transformer publishes them: keyed by order id, routed by
+    the customer's id (consumers/views.py needs a customer's rows in one partition)."""
+    from consumers.transformer import transform
+    from consumers.views import partition_of
+    from contract.events import decode_envelope
+    from contract.rows import encode_row
+
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     try:
-        futures = [producer.send(topic, key=k, value=v, headers=h) for k, v, h in records]
+        partitions = len(producer.partitions_for(topic))
+        futures = []
+        for event in events:
+            row = transform(decode_envelope(kafka_value(event)))
+            futures.append(
+                producer.send(
+                    topic,
+                    key=str(row.order_id).encode(),
+                    value=encode_row(row),
+                    partition=partition_of(event["payload"]["user_id"], partitions),
+                )
+            )
         producer.flush(timeout=30)
         for future in futures:
             future.get(timeout=30)

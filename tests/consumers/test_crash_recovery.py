@@ -17,15 +17,11 @@ from typing import Any
 import pytest
 
 from consumers.sink import build_sink
-from consumers.transformer import transform
-from contract.events import decode_envelope
-from contract.rows import encode_row
 from tests.consumers.factories import (
     actual_views,
     base_order,
     expected_views,
     history,
-    kafka_value,
 )
 from tests.consumers.kafka_helpers import (
     committed_offsets,
@@ -35,6 +31,7 @@ from tests.consumers.kafka_helpers import (
     event_records,
     fully_committed,
     produce,
+    produce_analytics,
     read_topic,
 )
 from warehouse.schema import migrate
@@ -81,8 +78,7 @@ def test_a_sink_killed_between_insert_and_commit_loses_nothing_and_counts_nothin
     for order_id in range(1, 31):
         deleted_at = datetime.now(UTC) - timedelta(hours=2) if order_id % 6 == 0 else None
         events += history(base_order(order_id, user_id=order_id % 4 + 1), ["PAID"], deleted_at)
-    rows = [transform(decode_envelope(kafka_value(event))) for event in events]
-    produce(kafka_bootstrap, topic, [(str(r.order_id).encode(), encode_row(r), []) for r in rows])
+    produce_analytics(kafka_bootstrap, topic, events)
 
     crashing = subprocess.run(
         [sys.executable, "-m", "consumers", "sink"],

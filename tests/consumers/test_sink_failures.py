@@ -9,16 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from consumers.sink import build_sink
-from consumers.transformer import transform
-from contract.events import decode_envelope
-from contract.rows import encode_row
-from tests.consumers.factories import actual_views, base_order, expected_views, history, kafka_value
+from tests.consumers.factories import actual_views, base_order, expected_views, history
 from tests.consumers.kafka_helpers import (
     committed_offsets,
     consumer_settings,
     drive,
     fully_committed,
     produce,
+    produce_analytics,
 )
 from warehouse.schema import migrate
 
@@ -78,12 +76,7 @@ def test_the_sink_retries_without_committing_and_catches_up(
     for order_id in range(1, 21):
         deleted_at = datetime.now(UTC) - timedelta(hours=1) if order_id % 5 == 0 else None
         events += history(base_order(order_id, user_id=order_id % 3 + 1), ["PAID"], deleted_at)
-    rows = [transform(decode_envelope(kafka_value(event))) for event in events]
-    produce(
-        kafka_bootstrap,
-        settings.analytics_topic,
-        [(str(r.order_id).encode(), encode_row(r), []) for r in rows],
-    )
+    produce_analytics(kafka_bootstrap, settings.analytics_topic, events)
 
     flaky = FailingInserts(
         clickhouse_client,

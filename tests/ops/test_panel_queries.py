@@ -16,9 +16,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from consumers.views import rebuild
 from outbox.models import OutboxEvent, OutboxStatus
 from tests.ops.grafana_queries import PanelQuery, panel_queries, render_clickhouse, render_mysql
-from consumers.views import rebuild
 from warehouse.schema import migrate
 
 # The columns each panel is built around (field names in its overrides, legends and tables).
@@ -165,7 +165,7 @@ def load_orders(client: Any, database: str, orders: list[Order]) -> None:
             if o.deleted
         ]
         insert_rows(client, database, "order_tombstones", tombstones)
-    # One check of the pipeline before the refresh: the freshness panels read it through the views.
+    # One check of the pipeline: the freshness panels read it through the views.
     client.command(
         f"INSERT INTO {database}.pipeline_watermark (checked_at, watermark) "
         "VALUES (now64(6) - INTERVAL 2 SECOND, now64(6) - INTERVAL 3 SECOND)"
@@ -232,7 +232,7 @@ def test_sales_panels_count_only_active_orders(
     assert value("Orders") == len(paying)
     assert value("Revenue") == sum((o.total for o in paying), Decimal("0"))
     assert value("Customers") == len({o.user_id for o in active})
-    # The check was 3 s behind when written just before the views' refresh.
+    # The check was 3 s behind when written.
     assert 3 <= value("Data freshness (seconds behind commits)") < 60
 
     _, status_rows = run_clickhouse(

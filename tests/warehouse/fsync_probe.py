@@ -5,8 +5,7 @@ migrate` applied the schema with the settings of the environment:
     CLICKHOUSE_URL=chdb:///dir python -m tests.warehouse.fsync_probe   # {"FileSync": n, "DirectorySync": m}
 
 It runs in a process of its own: the counters are the engine's, one engine per process, so no other
-test's writes count. The refreshable views are stopped before counting, because a refresh syncs the
-view's own table."""
+test's writes count."""
 
 from __future__ import annotations
 
