@@ -18,8 +18,11 @@ progress, whatever writes land and in whatever order:
 - a member kicked from the group that still finishes a write: its write was computed from an older
   state, so its version is no higher than the new owner's for every cell both touch, and a cell
   only it touched is one no later record changed.
-An order's state also carries its version, and a record no newer than it is skipped: a rebuild from
-orders_analytics (which resets nothing) and a replay after it count nothing twice.
+An order's state also carries its version, and a record no newer than it is skipped: a replay, or
+the records after a rebuild's snapshot, count nothing twice. A rebuild writes a new epoch of the
+whole state (`rebuild`); writes wait while it runs and write again in it when one started during
+theirs, so a write computed before it never mixes with its rows. The progress is per (partition,
+topic), a new topic's versions starting above everything its partition had.
 """
 
 from __future__ import annotations

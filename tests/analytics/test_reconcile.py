@@ -111,7 +111,7 @@ def test_a_wrong_cell_is_reported_with_a_non_zero_exit_and_a_rebuild_of_its_day_
 
     today = datetime.now(UTC).date().isoformat()
     done = reconcile(chdb_dir, database, "--rebuild", "--from", today, "--to", today)
-    assert f"rebuilt the days {today} to {today}" in done
+    assert f"rebuilt the days {today} to {today} from the counted orders" in done
     assert "matches their live views and MySQL" in done
 
 

@@ -2,7 +2,7 @@
 
     python manage.py analytics_reconcile                      # *_mv against *_live and MySQL
     python manage.py analytics_reconcile --rebuild            # every cell again from orders_analytics
-    python manage.py analytics_reconcile --rebuild --from 2026-11-01 --to 2026-11-30
+    python manage.py analytics_reconcile --rebuild --from 2026-11-01 --to 2026-11-30   # those days' cells
 
 Prints every difference and exits 1 when there is any. A rebuild runs while the pipeline does (the
 sink waits for it, then goes on in the rebuilt state); the comparison follows it."""
@@ -47,13 +47,7 @@ class Command(BaseCommand):
         )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
-        first, last = options["first"], options["last"]
-        if (first or last) and not options["rebuild"]:
-            raise CommandError("--from and --to choose the days of a rebuild: add --rebuild")
-        if (first is None) != (last is None):
-            raise CommandError("give both --from and --to, or neither")
-        if first and last and first > last:
-            raise CommandError(f"--from {first} is after --to {last}")
+        first, last = _days(options)
         try:
             client = connect(options["url"])
         except Exception as exc:
@@ -65,8 +59,11 @@ class Command(BaseCommand):
                 epoch = rebuild(client, database, partitions, (first, last) if first and last else None)
             except (ValueError, ViewStateError) as exc:
                 raise CommandError(str(exc)) from exc
-            what = f"the days {first} to {last}" if first else "every view"
-            self.stdout.write(f"rebuilt {what} from orders_analytics as epoch {epoch}")
+            if first:
+                what = f"the days {first} to {last} from the counted orders"
+            else:
+                what = "every view from orders_analytics"
+            self.stdout.write(f"rebuilt {what} as epoch {epoch}")
         report = reconcile(client, database, settle=options["settle"], with_mysql=not options["no_mysql"])
         for line in report.live:
             self.stdout.write(f"live: {line}")
@@ -76,6 +73,17 @@ class Command(BaseCommand):
             raise CommandError(f"{len(report.live) + len(report.mysql)} differences in {database}'s views")
         checked = "their live views" + ("" if options["no_mysql"] else " and MySQL")
         self.stdout.write(self.style.SUCCESS(f"every view of {database} matches {checked}"))
+
+
+def _days(options: dict[str, Any]) -> tuple[date | None, date | None]:
+    first, last = options["first"], options["last"]
+    if (first or last) and not options["rebuild"]:
+        raise CommandError("--from and --to choose the days of a rebuild: add --rebuild")
+    if (first is None) != (last is None):
+        raise CommandError("give both --from and --to, or neither")
+    if first and last and first > last:
+        raise CommandError(f"--from {first} is after --to {last}")
+    return first, last
 
 
 def _topic_partitions() -> int:
