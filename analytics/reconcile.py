@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from consumers.views import differences
+from consumers.views import NOT_REVENUE, differences
 from warehouse.client import ClickHouseClient, check_identifier
 
-NOT_REVENUE = ("CANCELLED", "REFUNDED")
 # Each view's figures as (key, values) rows: the same from the view and from MySQL.
 VIEW_FIGURES = {
     "daily_sales_mv": "SELECT order_date, orders_count, revenue, items_sold, unique_customers",
@@ -51,7 +50,7 @@ def view_figures(client: ClickHouseClient, database: str) -> Figures:
 
 def mysql_figures() -> Figures:
     """The views' figures computed from the orders in MySQL that are not deleted."""
-    from django.db.models import Count, DecimalField, F, Q, Sum, Value
+    from django.db.models import Count, DecimalField, Q, Sum, Value
     from django.db.models.functions import Coalesce, TruncDate, TruncHour
 
     from orders.models import Order, OrderItem
@@ -94,7 +93,7 @@ def mysql_figures() -> Figures:
         row["product_id"]: (row["units"], row["revenue"], row["n"])
         for row in OrderItem.objects.filter(order__in=paying)
         .values("product_id")
-        .annotate(units=Sum("quantity"), revenue=Sum(F("line_total")), n=Count("order_id", distinct=True))
+        .annotate(units=Sum("quantity"), revenue=Sum("line_total"), n=Count("order_id", distinct=True))
     }
     return {
         view: {k: tuple(_value(v) for v in values) for k, values in rows.items()}
@@ -141,6 +140,4 @@ def _key(value: Any) -> Any:
 
 
 def _value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return value.quantize(Decimal("0.01"))
-    return int(value) if isinstance(value, int) else value
+    return value.quantize(Decimal("0.01")) if isinstance(value, Decimal) else value
