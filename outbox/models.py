@@ -9,9 +9,31 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+
+
+class TextUUIDField(models.UUIDField):
+    """A UUID stored as its canonical text (36 ASCII characters), the form it has on Kafka.
+
+    Django stores a UUIDField in MariaDB 10.7+'s native `uuid` type and in MySQL as 32 hex digits.
+    Change data capture reads the column as it is stored: Debezium's MySQL parser (2.x) knows no
+    `uuid` type and fails on the table, and 32 hex digits would not be the envelope's event_id.
+    As text, both relays publish the same event_id. Python still sees a uuid.UUID."""
+
+    def db_type(self, connection: Any) -> str:
+        if connection.vendor == "mysql":
+            return "char(36) CHARACTER SET ascii COLLATE ascii_bin"
+        return "char(36)"
+
+    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> str | None:
+        value = self.to_python(value)
+        return None if value is None else str(value)
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> uuid.UUID | None:
+        return None if value is None else self.to_python(value)
 
 
 class OutboxStatus(models.TextChoices):
@@ -23,7 +45,7 @@ class OutboxStatus(models.TextChoices):
 
 class OutboxEvent(models.Model):
     # --- the event envelope (see docs/events.md) ---
-    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event_id = TextUUIDField(default=uuid.uuid4, unique=True, editable=False)
     event_type = models.CharField(max_length=64)
     aggregate_type = models.CharField(max_length=32)
     aggregate_id = models.CharField(max_length=64)

@@ -9,10 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from orders.models import Order
+from outbox.envelope import kafka_record_of
 from outbox.kick import relay_kick
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.redis_state import kick_key, redis_client, redis_client_reset
@@ -120,3 +121,23 @@ def test_a_queued_kick_debounces_further_kicks(settings: Any) -> None:
         assert client.llen("test-kick-debounce") == 1
     finally:
         client.delete(kick_key(), "test-kick-debounce", "_kombu.binding.test-kick-debounce")
+
+
+@pytest.mark.django_db
+def test_the_event_id_is_stored_as_the_canonical_uuid_text_it_has_on_kafka() -> None:
+    """What a change-data-capture relay reads from the table is the envelope's event_id, in a type
+    its parser knows (Debezium 2.x fails on MariaDB's native `uuid`)."""
+    insert_outbox_events(orders=1, versions=2)
+    for event in OutboxEvent.objects.all():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT event_id FROM outbox WHERE id = %s", [event.pk])
+            (stored,) = cursor.fetchone()
+        assert stored == str(event.event_id)
+        assert dict(kafka_record_of(event)[2])["event_id"] == stored.encode()
+        assert OutboxEvent.objects.get(event_id=event.event_id).pk == event.pk
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DATA_TYPE, CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'outbox' AND COLUMN_NAME = 'event_id'"
+        )
+        assert cursor.fetchone() == ("char", 36)
