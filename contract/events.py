@@ -72,8 +72,10 @@ class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     payment: Payment
     created_at: Timestamp
     updated_at: Timestamp
-    deleted_at: Timestamp | None
-    deleted_by: UInt64 | None  # the admin's user id on OrderDeleted
+    # Absent reads as null: Debezium's outbox router (kafka-connect/) drops null fields when it
+    # expands the payload column into the envelope.
+    deleted_at: Timestamp | None = None
+    deleted_by: UInt64 | None = None  # the admin's user id on OrderDeleted
 
     def __post_init__(self) -> None:
         # Times are kept in UTC; order_date is created_at's UTC day, so it must fit a Date column.

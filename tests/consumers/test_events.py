@@ -210,3 +210,30 @@ def test_the_widest_values_the_columns_hold_are_accepted() -> None:
     assert (row.total_amount, row.items_count, row.order_date.isoformat()) == (
         "9999999999999999.99", 2**32 - 1, "1970-01-01"
     )  # fmt: skip
+
+
+def debezium_form(event: dict[str, Any]) -> dict[str, Any]:
+    """The envelope as Debezium's outbox router writes it (kafka-connect/debezium-outbox.json): the
+    payload column expanded without its null fields, the envelope's columns beside it, occurred_at
+    formatted to milliseconds by Connect's TimestampConverter."""
+    payload = {name: value for name, value in event["payload"].items() if value is not None}
+    occurred = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+    head = {name: value for name, value in event.items() if name != "payload"}
+    head["occurred_at"] = occurred.strftime("%Y-%m-%dT%H:%M:%S.") + f"{occurred.microsecond // 1000:03d}Z"
+    return {"payload": payload, **head}
+
+
+@pytest.mark.parametrize("step", [0, 1, 2], ids=["created", "status changed", "deleted"])
+def test_debeziums_envelope_becomes_the_same_analytics_row_as_ours(step: int) -> None:
+    events = history(base_order(9, user_id=3), ["PAID"], datetime(2026, 11, 21, 8, 0, tzinfo=UTC))
+    ours = transform(decode_envelope(kafka_value(events[step])))
+    theirs = transform(decode_envelope(json.dumps(debezium_form(events[step])).encode()))
+    assert "deleted_at" not in debezium_form(events[0])["payload"]
+    assert theirs == ours
+
+
+def test_an_envelope_without_a_payload_field_that_is_not_nullable_is_still_refused() -> None:
+    event = valid_event()
+    del event["payload"]["updated_at"]
+    with pytest.raises(InvalidEvent, match="updated_at"):
+        decode_envelope(kafka_value(event))
