@@ -17,7 +17,7 @@ help: ## list the targets
 # --- installation -------------------------------------------------------------------------------
 
 .PHONY: setup
-setup: system python kafka-jars ## install everything: Debian packages, Python deps, Kafka jars
+setup: system python kafka-jars connect-jars ## install everything: Debian packages, Python deps, Kafka and Kafka Connect jars
 
 .PHONY: system
 system: ## Debian packages: MariaDB, Redis, MySQL headers, Java 17, Maven, Chromium and chromedriver
@@ -35,6 +35,10 @@ $(VENV)/.installed: pyproject.toml
 .PHONY: kafka-jars
 kafka-jars: ## resolve the pinned Apache Kafka broker jars from Maven Central
 	@bash scripts/services/kafka.sh install
+
+.PHONY: connect-jars
+connect-jars: ## resolve the pinned Kafka Connect worker and Debezium connector jars (the CDC relay) from Maven Central
+	@bash scripts/services/connect.sh install
 
 # --- local services (no Docker) -----------------------------------------------------------------
 
