@@ -45,6 +45,16 @@ FIGURES: list[tuple[str, str]] = [
     ("transformer peak RSS MB (backlog)", "consumers.transformer.memory.peak.transformer.max_process_mb"),
     ("sink peak RSS MB (backlog)", "consumers.sink.memory.peak.sink.max_process_mb"),
     ("relay throughput x seed", "ratios.relay_one_worker_throughput_x_seed"),
+    ("Debezium snapshot events/s", "debezium.snapshot.events_per_s"),
+    ("streaming events/s, ours (kick)", "debezium.ours_kick.streaming.events_per_s"),
+    ("streaming events/s, Debezium", "debezium.debezium.streaming.events_per_s"),
+    ("commit → Kafka p95 ms, ours (kick)", "debezium.ours_kick.latency.p95_ms"),
+    ("commit → Kafka p95 ms, ours (beat alone)", "debezium.ours_beat.latency.p95_ms"),
+    ("commit → Kafka p95 ms, Debezium", "debezium.debezium.latency.p95_ms"),
+    ("CPU s per 1,000 events streaming, ours (kick)", "debezium.ours_kick.streaming.cpu_s_per_1000_events"),
+    ("CPU s per 1,000 events streaming, Debezium", "debezium.debezium.streaming.cpu_s_per_1000_events"),
+    ("peak RSS MB streaming, ours (kick)", "debezium.ours_kick.peak_rss_mb"),
+    ("peak RSS MB streaming, Debezium", "debezium.debezium.peak_rss_mb"),
     ("seed p95 / ours (kick)", "ratios.seed_publish_p95_over_ours_kick"),
 ]
 

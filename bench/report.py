@@ -247,6 +247,54 @@ def _ratios_and_views_section(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+# The relays side by side (bench/debezium.py): (column, path of its section in report.json).
+RELAYS = (
+    ("ours, kick", "debezium.ours_kick"),
+    ("ours, beat alone", "debezium.ours_beat"),
+    ("Debezium", "debezium.debezium"),
+)
+
+
+def _relays_section(report: dict[str, Any]) -> list[str]:
+    if "debezium" not in report:
+        return []
+    sections = [_get(report, path) or {} for _, path in RELAYS]
+    lines = [
+        "",
+        "## Relays side by side: ours, Debezium's outbox router, the seed's",
+        "",
+        "| figure | " + " | ".join(label for label, _ in RELAYS) + " | seed relay |",
+        "|---|" + "---|" * (len(RELAYS) + 1),
+    ]
+
+    def row(label: str, key: str, sub: str, seed: Any = None) -> None:
+        values = [(section.get(key) or {}).get(sub) for section in sections]
+        lines.append(f"| {label} | " + " | ".join(_fmt(v) for v in values) + f" | {_fmt(seed)} |")
+
+    seed_latency = _get(report, "seed_relay.publish_latency") or {}
+    seed_rate = _get(report, "seed_relay.throughput_events_per_s")
+    row("streaming events/s", "streaming", "events_per_s", seed_rate)
+    row("writers' orders/s meanwhile", "streaming", "write_orders_per_s")
+    row("CPU s per 1,000 events, streaming", "streaming", "cpu_s_per_1000_events")
+    for quantile in ("p50_ms", "p95_ms", "p99_ms"):
+        row(f"commit → readable on Kafka {quantile[:3]} ms", "latency", quantile, seed_latency.get(quantile))
+    lines.append(
+        "| peak RSS MB | " + " | ".join(_fmt(section.get("peak_rss_mb")) for section in sections) + " | |"
+    )
+    snapshot = _get(report, "debezium.snapshot") or {}
+    events, rate = _fmt(snapshot.get("events")), _fmt(snapshot.get("events_per_s"))
+    since_start, cpu = _fmt(snapshot.get("seconds_from_start")), _fmt(snapshot.get("cpu_s_per_1000_events"))
+    ours = _fmt(_get(report, "relay.one_worker.events_per_s"))
+    lines += [
+        "",
+        f"Backlog: Debezium's snapshot of {events} outbox rows ran at {rate} events/s ({since_start} s from "
+        f"the worker's start, {cpu} CPU s per 1,000 events with its start-up); our relay drained its "
+        f"backlog at {ours} events/s with one worker. The seed relay's latency column is commit → marked "
+        "published.",
+    ]
+    return lines
+
+
 def _fsync_section(report: dict[str, Any]) -> list[str]:
     result = report.get("fsync")
     if not result:
@@ -342,6 +390,7 @@ def markdown(report: dict[str, Any]) -> str:
         _throughput_section,
         _latency_section,
         _ratios_and_views_section,
+        _relays_section,
         _fsync_section,
         _load_section,
         _memory_section,

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import debezium
 from bench.isolation import REPO_DIR, Isolation
 from bench.stages import Sizes
 
@@ -121,7 +122,17 @@ def parse_sizes(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
     return replace(base, **changes), args
 
 
-STAGE_NAMES = ["service_layer", "seed_relay", "relay", "consumers", "pipeline", "e2e_beat", "views", "fsync"]
+STAGE_NAMES = [
+    "service_layer",
+    "seed_relay",
+    "relay",
+    "consumers",
+    "pipeline",
+    "e2e_beat",
+    "views",
+    "fsync",
+    "debezium",
+]
 
 
 def run(sizes: Sizes, out_root: Path, skip: list[str], command: str) -> tuple[Path, dict[str, Any]]:
@@ -159,6 +170,7 @@ def run(sizes: Sizes, out_root: Path, skip: list[str], command: str) -> tuple[Pa
             ("e2e_beat", stages.stage_pipeline_beat),
             ("views", stages.stage_views),
             ("fsync", stages.stage_fsync),
+            ("debezium", debezium.stage_debezium),
         ]
         for name, stage in plan:
             if name in skip:

@@ -38,6 +38,15 @@ FIGURES = [
     "pipeline.lag_at_target.max_lag.sink",
     "ratios.relay_one_worker_throughput_x_seed",
     "ratios.seed_publish_p95_over_ours_kick",
+    "debezium.snapshot.events_per_s",
+    "debezium.snapshot.cpu_s_per_1000_events",
+    "debezium.debezium.streaming.events_per_s",
+    "debezium.debezium.streaming.cpu_s_per_1000_events",
+    "debezium.debezium.latency.p95_ms",
+    "debezium.debezium.peak_rss_mb",
+    "debezium.ours_kick.streaming.events_per_s",
+    "debezium.ours_kick.latency.p95_ms",
+    "debezium.ours_beat.latency.p95_ms",
 ]
 MEMORY_ROLES = ["web", "celery-worker", "celery-beat", "transformer", "sink", "chdb-gateway"]
 
@@ -56,14 +65,14 @@ def is_number(value: object) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.kafka
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(800)
 def test_bench_smoke_writes_a_complete_report(tmp_path: Path, kafka_brokers: int) -> None:
     services.require_mariadb()
     services.require_redis()
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "TEST_RUN_ID")}
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
-        cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=540, check=False,
+        cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=740, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (run_dir,) = list(tmp_path.iterdir())
@@ -84,6 +93,7 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path, kafka_brokers: int
             assert is_number(inserts[f"{mode}_ms_per_insert"]), f"{mode} inserts of {size} rows"
             assert inserts[f"{mode}_ms_per_insert"] > 0, f"{mode} inserts of {size} rows"
     assert "## ClickHouse inserts, fsync on vs off" in (run_dir / "report.md").read_text()
+    assert "## Relays side by side: ours, Debezium's outbox router, the seed's" in (run_dir / "report.md").read_text()
     peaks = report["memory"]["pipeline_rest"]
     for role in MEMORY_ROLES:
         assert is_number(peaks[role]["max_process_mb"]) and peaks[role]["max_process_mb"] > 0, role
