@@ -57,8 +57,11 @@ start() {
   local started=$SECONDS
   local binlog=()
   if [ "$BINLOG" = 1 ]; then
+    # sync_binlog=1, MySQL 8's default (MariaDB's is 0): a commit is in the binary log on disk
+    # before the client hears of it. Without it an OS crash can keep a commit in InnoDB and lose
+    # it from the binary log, and a change data capture reader would never see that event.
     binlog=(--log-bin="$DATA/binlog" --binlog-format=ROW --binlog-row-image=FULL --server-id=1
-      --binlog-expire-logs-seconds="$BINLOG_EXPIRE_SECONDS")
+      --sync-binlog=1 --binlog-expire-logs-seconds="$BINLOG_EXPIRE_SECONDS")
   fi
   # --user=root: the instance runs as whoever owns $VAR_DIR (root on our machines and CI).
   nohup /usr/sbin/mariadbd --no-defaults --user=root --datadir="$DATA" --socket="$SOCKET" \
