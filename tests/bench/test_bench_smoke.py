@@ -92,8 +92,9 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path, kafka_brokers: int
         for mode in ("fsync", "no_fsync"):
             assert is_number(inserts[f"{mode}_ms_per_insert"]), f"{mode} inserts of {size} rows"
             assert inserts[f"{mode}_ms_per_insert"] > 0, f"{mode} inserts of {size} rows"
-    assert "## ClickHouse inserts, fsync on vs off" in (run_dir / "report.md").read_text()
-    assert "## Relays side by side: ours, Debezium's outbox router, the seed's" in (run_dir / "report.md").read_text()
+    markdown = (run_dir / "report.md").read_text()
+    assert "## ClickHouse inserts, fsync on vs off" in markdown
+    assert "## Relays side by side: ours, Debezium's outbox router, the seed's" in markdown
     peaks = report["memory"]["pipeline_rest"]
     for role in MEMORY_ROLES:
         assert is_number(peaks[role]["max_process_mb"]) and peaks[role]["max_process_mb"] > 0, role
