@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.db.models import Lookup
 
 
 class TextUUIDField(models.UUIDField):
@@ -34,6 +35,10 @@ class TextUUIDField(models.UUIDField):
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> uuid.UUID | None:
         return None if value is None else self.to_python(value)
+
+
+# Every aggregate's first event has this version, and each change adds one (docs/events.md).
+FIRST_VERSION = 1
 
 
 class OutboxStatus(models.TextChoices):
@@ -90,3 +95,22 @@ class OutboxEvent(models.Model):
     def payload_json(self) -> str:
         """The payload as compact JSON text, as it goes into the Kafka record."""
         return json.dumps(self.payload, cls=DjangoJSONEncoder, separators=(",", ":"))
+
+
+class InIds(Lookup):
+    """``pk__in_ids=[...]``: IN with the ids written into the statement as integers. The relay
+    leases and marks thousands of rows by id per batch, and the ORM's ``in`` prepares and binds
+    every value one by one, which took as long as MariaDB took to run the UPDATE (5,000 ids: 30 ms
+    against 15 ms as plain SQL). Only for non-empty lists of ints."""
+
+    lookup_name = "in_ids"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, params = self.process_lhs(compiler, connection)
+        if not self.rhs:
+            raise ValueError("in_ids needs at least one id")
+        return f"{lhs} IN ({','.join(str(int(pk)) for pk in self.rhs)})", list(params)
+
+
+OutboxEvent._meta.get_field("id").register_lookup(InIds)

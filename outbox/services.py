@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from contract.types import SCHEMA_VERSION
 from outbox.kick import relay_kick_on_commit
-from outbox.models import OutboxEvent, OutboxStatus
+from outbox.models import FIRST_VERSION, OutboxEvent, OutboxStatus
 
 
 def outbox_event_create(
@@ -29,6 +29,9 @@ def outbox_event_create(
     if not connection.in_atomic_block:
         # Outside a transaction the event could commit without its change (or the reverse).
         raise RuntimeError("outbox_event_create must run inside transaction.atomic()")
+    if aggregate_version < FIRST_VERSION:
+        # The relay orders an aggregate's events from its first version on (outbox/relay.py).
+        raise ValueError(f"aggregate_version starts at {FIRST_VERSION}, got {aggregate_version}")
     event = OutboxEvent.objects.create(
         event_type=event_type,
         aggregate_type=aggregate_type,

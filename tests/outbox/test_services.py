@@ -141,3 +141,14 @@ def test_the_event_id_is_stored_as_the_canonical_uuid_text_it_has_on_kafka() -> 
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'outbox' AND COLUMN_NAME = 'event_id'"
         )
         assert cursor.fetchone() == ("char", 36)
+
+
+@pytest.mark.django_db
+def test_an_event_below_the_first_version_is_refused() -> None:
+    """The relay takes an aggregate's first version as its head without looking (outbox/relay.py),
+    so a version 0 would let version 1 overtake it."""
+    with transaction.atomic(), pytest.raises(ValueError, match="aggregate_version starts at 1, got 0"):
+        outbox_event_create(
+            event_type="OrderCreated", aggregate_type="order", aggregate_id=1, aggregate_version=0, payload={}
+        )
+    assert not OutboxEvent.objects.exists()
