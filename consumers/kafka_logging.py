@@ -9,7 +9,13 @@ ECONNREFUSED", preceded by kafka.net.manager's "Connection failed: …", kafka.n
 names the broker. A role with a producer, a consumer and an admin client logged dozens of them for
 an outage that cost nothing.
 
-BrokerOutageFilter sits on those four loggers. Of each attempt it keeps the line that names the
+The relay's producer is librdkafka's (outbox/producer.py), which logs through the logger
+"kafka.librdkafka": a lost or refused connection is one INFO line naming "host:port/node" ("FAIL
+[rdkafka#producer-1] [thrd:…]: 127.0.0.1:19093/2: Disconnected: connection closed by peer …"), and
+its error reports ("127.0.0.1:19093/2: Connect to ipv4#127.0.0.1:19093 failed: Connection refused",
+"1/3 brokers are down") are WARNINGs from outbox.producer on the same logger.
+
+BrokerOutageFilter sits on those five loggers. Of each attempt it keeps the line that names the
 node: the first per broker becomes one WARNING saying which broker is unreachable and how many
 others serve; repeats within the window are suppressed and counted, and the first one after the
 window says how many were. The lines that only repeat a connection error without naming a broker
@@ -28,14 +34,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-# kafka-python's loggers that report a broker connection failing.
-CONNECTION_LOGGERS = ("kafka.net.connection", "kafka.net.transport", "kafka.net.manager", "kafka.cluster")
+# librdkafka's lines, as confluent-kafka hands them to Python logging (outbox/producer.py).
+LIBRDKAFKA_LOGGER = "kafka.librdkafka"
+# kafka-python's loggers that report a broker connection failing, and librdkafka's.
+CONNECTION_LOGGERS = (
+    "kafka.net.connection",
+    "kafka.net.transport",
+    "kafka.net.manager",
+    "kafka.cluster",
+    LIBRDKAFKA_LOGGER,
+)
 OUTAGE_WINDOW_SECONDS = 60.0
 
 # "<KafkaConnection node_id=2 broker_version=(4, 3) (disconnected)>: Connection lost: <error>"
 _NAMED_FAILURE = re.compile(r"node_id=(?P<node>[^\s>]+).*?>: Connection lost: (?P<error>.*)")
 # The same attempt told again without the broker: only a connection error, nothing else.
 _UNNAMED_FAILURE = re.compile(r"KafkaConnectionError|socket disconnected|ECONNREFUSED|Connection timed out")
+# librdkafka: "127.0.0.1:19093/2: Disconnected: …" or "…/2: Connect to ipv4#… failed: …"
+_RDKAFKA_FAILURE = re.compile(
+    r"(?:^|\s)[^\s/]+/(?P<node>\d+): (?P<error>(?:Disconnected|Connect to |Connection refused|.*timed out).*)"
+)
+# librdkafka's count of brokers down; with some still up it says nothing the named lines do not.
+_RDKAFKA_SOME_DOWN = re.compile(r"(?P<down>\d+)/(?P<total>\d+) brokers are down")
 _REWRITTEN = "kafka_broker_outage"
 
 
@@ -65,14 +85,21 @@ class BrokerOutageFilter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING or record.name not in CONNECTION_LOGGERS:
+        if record.name not in CONNECTION_LOGGERS:
             return True
         if getattr(record, _REWRITTEN, False):
             return True  # by another instance: a second dictConfig adds its filter beside the first
-        message = record.getMessage()
-        named = _NAMED_FAILURE.search(message)
-        if named is None:
-            return _UNNAMED_FAILURE.search(message) is None
+        if record.name == LIBRDKAFKA_LOGGER:
+            named = _RDKAFKA_FAILURE.search(record.getMessage())
+            if named is None:
+                return self._librdkafka_other(record)
+        else:
+            if record.levelno < logging.WARNING:
+                return True
+            message = record.getMessage()
+            named = _NAMED_FAILURE.search(message)
+            if named is None:
+                return _UNNAMED_FAILURE.search(message) is None
         with self._lock:
             line = self._outage_line(named["node"], named["error"].strip())
         if line is None:
@@ -82,6 +109,20 @@ class BrokerOutageFilter(logging.Filter):
         record.levelname = logging.getLevelName(record.levelno)
         record.msg, record.args, record.exc_info, record.exc_text = text, None, None, None
         setattr(record, _REWRITTEN, True)
+        return True
+
+    @staticmethod
+    def _librdkafka_other(record: logging.LogRecord) -> bool:
+        """A librdkafka line that names no failing broker: kept from WARNING up, except the count
+        of brokers down while some still serve; "3/3 brokers are down" becomes an ERROR."""
+        if record.levelno < logging.WARNING:
+            return False
+        counted = _RDKAFKA_SOME_DOWN.search(record.getMessage())
+        if counted is None:
+            return True
+        if counted["down"] != counted["total"]:
+            return False
+        record.levelno, record.levelname = logging.ERROR, logging.getLevelName(logging.ERROR)
         return True
 
     def _outage_line(self, node: str, error: str) -> tuple[str, int] | None:
@@ -122,8 +163,8 @@ def _serving(others: int) -> str:
 
 def logging_config(*, brokers: int, level: str = "INFO") -> dict[str, Any]:
     """Every role's logging as a dictConfig (Django's LOGGING, the consumers' entry point): plain
-    lines on stderr, kafka-python from WARNING up and its connection failures through one
-    BrokerOutageFilter shared by its loggers."""
+    lines on stderr, kafka-python from WARNING up, librdkafka from INFO (where it tells of a
+    lost connection), and their connection failures through one BrokerOutageFilter."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -134,5 +175,6 @@ def logging_config(*, brokers: int, level: str = "INFO") -> dict[str, Any]:
         "loggers": {
             "kafka": {"level": "WARNING"},
             **{name: {"filters": ["kafka_broker_outages"]} for name in CONNECTION_LOGGERS},
+            LIBRDKAFKA_LOGGER: {"level": "INFO", "filters": ["kafka_broker_outages"]},
         },
     }

@@ -50,7 +50,7 @@ class _Probe:
     """One event sent to an unavailable partition to learn whether it takes writes again."""
 
     pk: int
-    future: Any  # kafka-python's FutureRecordMetadata
+    future: Any  # outbox.producer.Delivery
     give_up_at: float  # monotonic; past it a probe still undone counts as failed
 
 

@@ -1,6 +1,6 @@
-"""The broker-outage filter's logic on records shaped like kafka-python 3's own (copied from a
-3-node cluster with one broker stopped), with a clock the test moves. Real relay processes with a
-broker stopped: tests/outbox/test_kafka_faults.py."""
+"""The broker-outage filter's logic on records shaped like kafka-python 3's and librdkafka's own
+(copied from a 3-node cluster with one broker stopped), with a clock the test moves. Real relay
+processes with a broker stopped: tests/outbox/test_kafka_faults.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumers.kafka_logging import BrokerOutageFilter, logging_config
+from consumers.kafka_logging import CONNECTION_LOGGERS, LIBRDKAFKA_LOGGER, BrokerOutageFilter, logging_config
 
 LOST = "<KafkaConnection node_id=%s broker_version=(4, 3) (disconnected)>: Connection lost: %s"
 REFUSED = "KafkaConnectionError: 111 ECONNREFUSED"
@@ -130,7 +130,7 @@ def roles_logging() -> Iterator[io.StringIO]:
 
 
 def _loggers() -> list[tuple[str, logging.Logger]]:
-    names = ["kafka", "kafka.net.connection", "kafka.net.transport", "kafka.net.manager", "kafka.cluster"]
+    names = ["kafka", *CONNECTION_LOGGERS]
     return [(name, logging.getLogger(name)) for name in names]
 
 
@@ -150,3 +150,47 @@ def test_a_second_filter_leaves_a_rewritten_record_alone(outages: BrokerOutageFi
     [line] = passed(outages, connection_lost(2))
     again = BrokerOutageFilter(brokers=3, window=60, clock=clock)
     assert again.filter(line) and "Kafka broker 2 unreachable" in line.getMessage()
+
+
+# librdkafka's lines as confluent-kafka logs them (copied from a relay with broker 2 stopped).
+RDKAFKA_LOST = (
+    "FAIL [rdkafka#producer-1] [thrd:127.0.0.1:19093/2]: 127.0.0.1:19093/2: Disconnected: connection"
+    " closed by peer: receive 0 after POLLIN (after 2627ms in state UP)"
+)
+RDKAFKA_REFUSED = (
+    "127.0.0.1:19093/2: Connect to ipv4#127.0.0.1:19093 failed: Connection refused"
+    " (after 0ms in state CONNECT)"
+)
+
+
+def test_librdkafkas_lost_connection_is_the_same_one_warning_naming_the_broker(
+    outages: BrokerOutageFilter,
+) -> None:
+    lost = record(LIBRDKAFKA_LOGGER, "%s", RDKAFKA_LOST, level=logging.INFO)
+    refused = record(LIBRDKAFKA_LOGGER, "%s", RDKAFKA_REFUSED, level=logging.WARNING)
+    [line] = passed(outages, lost, refused)
+    assert line.levelno == logging.WARNING
+    message = line.getMessage()
+    assert message.startswith("Kafka broker 2 unreachable (Disconnected: connection closed by peer")
+    assert "2 other brokers serve" in message
+
+
+def test_librdkafkas_count_of_brokers_down_is_dropped_until_all_are(outages: BrokerOutageFilter) -> None:
+    some = record(LIBRDKAFKA_LOGGER, "%s", "1/3 brokers are down", level=logging.WARNING)
+    chatter = record(
+        LIBRDKAFKA_LOGGER, "%s", "CONFWARN [rdkafka#producer-1] [thrd:app]: x", level=logging.INFO
+    )
+    every = record(LIBRDKAFKA_LOGGER, "%s", "3/3 brokers are down", level=logging.WARNING)
+    other = record(LIBRDKAFKA_LOGGER, "%s", "Local: Fatal error", level=logging.WARNING)
+    assert passed(outages, some, chatter, every, other) == [every, other]
+    assert every.levelno == logging.ERROR and other.levelno == logging.WARNING
+
+
+def test_the_roles_logging_config_passes_librdkafkas_lost_connection_as_one_warning(
+    roles_logging: io.StringIO,
+) -> None:
+    for _ in range(3):
+        logging.getLogger(LIBRDKAFKA_LOGGER).info("%s", RDKAFKA_LOST)
+    lines = roles_logging.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    assert f" WARNING {LIBRDKAFKA_LOGGER}: Kafka broker 2 unreachable" in lines[0]

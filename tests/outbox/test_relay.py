@@ -92,7 +92,7 @@ def test_poisoned_event_is_parked_after_its_retries_without_holding_back_other_o
 
     assert poisoned.status == OutboxStatus.FAILED
     assert poisoned.attempts == 3
-    assert "MessageSizeTooLarge" in poisoned.last_error
+    assert "MSG_SIZE_TOO_LARGE" in poisoned.last_error
     # Order 1's later versions wait behind their parked head; every other order went through.
     held = OutboxEvent.objects.filter(aggregate_id="1", aggregate_version__gt=1)
     assert set(held.values_list("status", flat=True)) == {OutboxStatus.PENDING}
@@ -113,7 +113,7 @@ def test_poisoned_event_is_parked_after_its_retries_without_holding_back_other_o
     client = Client()
     client.force_login(staff)
     detail = client.get(f"/admin/outbox/outboxevent/{poisoned.pk}/change/")
-    assert detail.status_code == 200 and "MessageSizeTooLarge" in detail.content.decode()
+    assert detail.status_code == 200 and "MSG_SIZE_TOO_LARGE" in detail.content.decode()
     page = client.get("/admin/outbox/outboxevent/", {"status__exact": "failed"})
     assert page.status_code == 200 and "Failed (parked)" in page.content.decode()
     found = client.get("/admin/outbox/outboxevent/", {"q": str(poisoned.event_id)})
