@@ -136,7 +136,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 
 OUTBOX_RELAY_INTERVAL = env_float("OUTBOX_RELAY_INTERVAL", 5.0)
-OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 1000)
+OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 5000)
 # A relay run drains batches until the outbox is empty or this many seconds are spent.
 OUTBOX_RELAY_TIME_BUDGET = env_float("OUTBOX_RELAY_TIME_BUDGET", 4.0)
 # How long a claimed row stays reserved for its relay; a relay that dies leaves its rows to be
