@@ -131,6 +131,10 @@ KAFKA_INTERNAL := kafka-local1:29092
 CONNECT_URL ?= http://localhost:8083
 CONNECTOR_FILE := kafka-connect/clickhouse-sink.json
 CONNECTOR_NAME = $(shell $(PYTHON) -c 'import json; print(json.load(open("$(CONNECTOR_FILE)"))["name"])')
+CDC_CONNECTOR_FILE := kafka-connect/debezium-outbox.json
+CDC_CONNECTOR_NAME = $(shell $(PYTHON) -c 'import json; print(json.load(open("$(CDC_CONNECTOR_FILE)"))["name"])')
+# Debezium's REST API is published nowhere: curl runs in its container.
+CDC_CONNECT = $(COMPOSE) --profile connect exec -T debezium curl -fsS
 PARTITIONS ?= 3
 
 # $(call need,VAR,example): fail with a usage line when a required variable is empty.
@@ -151,7 +155,7 @@ stack: ## which stack the operation targets use (STACK=compose|local)
 
 ifeq ($(STACK),compose)
 
-.PHONY: up up-connect down restart ps logs clean init-db mysql-shell clickhouse-shell
+.PHONY: up up-connect up-cdc down restart ps logs clean init-db mysql-shell clickhouse-shell
 up: ## start the stack (compose: every service; local: MariaDB, Redis, Kafka)
 	$(need_env_file)
 	@$(COMPOSE) up -d --build
@@ -159,6 +163,10 @@ up: ## start the stack (compose: every service; local: MariaDB, Redis, Kafka)
 up-connect: ## compose: start with Kafka Connect's ClickHouse sink instead of the Python sink
 	$(need_env_file)
 	@$(COMPOSE) --profile connect up -d --build --scale sink=0
+	@$(COMPOSE) --profile connect ps
+up-cdc: ## compose: start with Debezium as the relay instead of worker and beat (then register-cdc-connector)
+	$(need_env_file)
+	@$(COMPOSE) --profile connect up -d --build --scale worker=0 --scale beat=0 --scale kafka-connect=0
 	@$(COMPOSE) --profile connect ps
 down: ## stop the stack
 	@$(COMPOSE) --profile connect down
@@ -199,7 +207,7 @@ kafka-cluster-info: ## brokers and the KRaft quorum
 	@$(KAFKA_CLI)/kafka-metadata-quorum.sh --bootstrap-server $(KAFKA_INTERNAL) describe --status
 	@$(KAFKA_CLI)/kafka-metadata-quorum.sh --bootstrap-server $(KAFKA_INTERNAL) describe --replication
 
-.PHONY: register-connector connector-status kafka-ui grafana
+.PHONY: register-connector connector-status register-cdc-connector cdc-connector-status kafka-ui grafana
 register-connector: ## create or update the ClickHouse sink connector (kafka-connect/clickhouse-sink.json)
 	@$(PYTHON) -c 'import json; print(json.dumps(json.load(open("$(CONNECTOR_FILE)"))["config"]))' \
 		| curl -fsS -X PUT -H 'Content-Type: application/json' --data @- \
@@ -207,6 +215,13 @@ register-connector: ## create or update the ClickHouse sink connector (kafka-con
 	@echo
 connector-status: ## the connector's and its tasks' state
 	@curl -fsS $(CONNECT_URL)/connectors/$(CONNECTOR_NAME)/status; echo
+register-cdc-connector: ## create or update Debezium's outbox connector (kafka-connect/debezium-outbox.json)
+	@$(PYTHON) -c 'import json; print(json.dumps(json.load(open("$(CDC_CONNECTOR_FILE)"))["config"]))' \
+		| $(CDC_CONNECT) -X PUT -H 'Content-Type: application/json' --data @- \
+			http://127.0.0.1:8083/connectors/$(CDC_CONNECTOR_NAME)/config
+	@echo
+cdc-connector-status: ## Debezium's connector's and its task's state
+	@$(CDC_CONNECT) http://127.0.0.1:8083/connectors/$(CDC_CONNECTOR_NAME)/status; echo
 kafka-ui: ## Kafka UI address
 	@echo "Kafka UI: http://localhost:8080"
 grafana: ## Grafana address and login (the password from .env)
@@ -230,9 +245,11 @@ mysql-shell: python
 clickhouse-shell: python
 	@$(PY) -m warehouse shell $(if $(QUERY),-q "$(QUERY)")
 
-.PHONY: up-connect clean register-connector connector-status kafka-ui grafana
+.PHONY: up-connect up-cdc clean register-connector connector-status register-cdc-connector cdc-connector-status kafka-ui grafana
 up-connect:
 	$(call compose_only,Kafka Connect,the local stack loads ClickHouse with the Python sink)
+up-cdc register-cdc-connector cdc-connector-status:
+	$(call compose_only,this Debezium service,the local stack runs Debezium with scripts/services/connect.sh start)
 clean:
 	$(call compose_only,data volumes,on the local stack run scripts/services.sh stop and delete var/ yourself)
 register-connector connector-status:

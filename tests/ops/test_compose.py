@@ -235,7 +235,39 @@ def test_kafka_connect_is_optional_and_its_sink_agrees_with_clickhouse_and_the_t
     assert config["value.converter.schemas.enable"] == "false"
 
 
-@pytest.mark.parametrize("image_service", ["mysql-local", "clickhouse-local", "grafana", "redis", "kafka-ui"])
+def test_debezium_is_optional_reads_with_its_own_account_and_relays_to_the_apps_topic() -> None:
+    debezium = services()["debezium"]
+    grants = services()["cdc-grants"]
+    assert debezium["profiles"] == grants["profiles"] == ["connect"], "our relay is the default"
+    assert "ports" not in debezium, "its REST API stays inside the compose network"
+    env = environment(debezium)
+    connector = json.loads((REPO_DIR / "kafka-connect" / "debezium-outbox.json").read_text())
+    referenced = set(re.findall(r"\$\{env:([A-Z0-9_]+)\}", json.dumps(connector)))
+    assert referenced <= set(env), f"unset in the debezium service: {sorted(referenced - set(env))}"
+    app = environment(services()["worker"])
+    assert env["DEBEZIUM_TOPIC"] == app["ORDER_EVENTS_TOPIC"]
+    assert env["DEBEZIUM_BOOTSTRAP_SERVERS"] == env["BOOTSTRAP_SERVERS"] == app["KAFKA_BOOTSTRAP_SERVERS"]
+    assert (env["DEBEZIUM_DATABASE_HOST"], env["DEBEZIUM_DATABASE"]) == ("mysql-local", "ecommerce")
+    assert env["CONNECT_CONFIG_PROVIDERS_ENV_CLASS"] == (
+        "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
+    )
+    # Its account is the one cdc-grants creates (kafka-connect/mysql-cdc-user.sql, tested on
+    # MariaDB by tests/ops/test_cdc_grants.py), not the app's.
+    assert env["DEBEZIUM_DATABASE_USER"] != environment(services()["mysql-local"])["MYSQL_USER"]
+    command = " ".join(grants["command"])
+    assert f"@cdc_user = '{env['DEBEZIUM_DATABASE_USER']}'" in command
+    assert f"@cdc_database = '{env['DEBEZIUM_DATABASE']}'" in command
+    assert "SOURCE /grants/mysql-cdc-user.sql" in command
+    assert environment(grants)["CDC_MYSQL_PASSWORD"] == env["DEBEZIUM_DATABASE_PASSWORD"]
+    assert grants["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert debezium["depends_on"]["cdc-grants"]["condition"] == "service_completed_successfully"
+    for name in ("CONFIG", "OFFSET", "STATUS"):
+        assert env[f"CONNECT_{name}_STORAGE_REPLICATION_FACTOR"] == "3"
+
+
+@pytest.mark.parametrize(
+    "image_service", ["mysql-local", "clickhouse-local", "grafana", "redis", "kafka-ui", "debezium"]
+)
 def test_third_party_images_are_pinned(image_service: str) -> None:
     image = services()[image_service]["image"]
     assert ":" in image and not image.endswith(":latest"), image

@@ -4,79 +4,25 @@ panel of the dashboards and nothing more: no sessions, no users, no event payloa
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import MySQLdb
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from outbox.models import OutboxEvent, OutboxStatus
 from tests.ops.compose_stack import REPO_DIR
 from tests.ops.grafana_queries import panel_queries, render_mysql
+from tests.ops.mysql_accounts import Account, account_connection, account_created_by
 
 GRANTS_SQL = REPO_DIR / "grafana" / "sql" / "mysql-grafana-user.sql"
 
 
-@dataclass(frozen=True)
-class Account:
-    user: str
-    password: str
-    database: str
-
-
-def sql_statements(text: str) -> list[str]:
-    """The file's statements, as the mysql client's SOURCE would run them (comments dropped)."""
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [statement.strip() for statement in re.split(r";\s*\n", body) if statement.strip()]
-
-
-def root_connection(database: str) -> Any:
-    """Root through the server's own unix socket (socket authentication, as the local services
-    create their accounts), since the app's account may not grant."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT @@socket")
-        (socket,) = cursor.fetchone()
-    return MySQLdb.connect(unix_socket=socket, user="root", database=database, autocommit=True)
-
-
-def account_connection(account: Account) -> Any:
-    settings = connection.settings_dict
-    return MySQLdb.connect(
-        host=settings["HOST"],
-        port=int(settings["PORT"]),
-        user=account.user,
-        password=account.password,
-        database=account.database,
-        autocommit=True,
-    )
-
-
 @pytest.fixture
 def grafana_account(transactional_db: None) -> Iterator[Account]:
-    account = Account(
-        user=f"grafana_{uuid.uuid4().hex[:10]}",
-        password=uuid.uuid4().hex,
-        database=str(connection.settings_dict["NAME"]),
-    )
-    root = root_connection(account.database)
-    try:
-        cursor = root.cursor()
-        cursor.execute(
-            "SET @grafana_user = %s, @grafana_password = %s, @grafana_database = %s",
-            (account.user, account.password, account.database),
-        )
-        for statement in sql_statements(GRANTS_SQL.read_text()):
-            cursor.execute(statement)
+    with account_created_by(GRANTS_SQL, "grafana") as account:
         yield account
-    finally:
-        root.cursor().execute("DROP USER IF EXISTS %s@'%%'", (account.user,))
-        root.close()
 
 
 def seed_outbox() -> None:

@@ -116,8 +116,19 @@ def test_up_connect_replaces_the_python_sink_so_no_table_is_written_twice() -> N
     assert "--profile connect up" in result.stdout and "--scale sink=0" in result.stdout
 
 
+def test_up_cdc_runs_debezium_instead_of_our_relay_and_registers_it_inside_its_container() -> None:
+    connector = json.loads((REPO_DIR / "kafka-connect" / "debezium-outbox.json").read_text())
+    result = dry_run("compose", "up-cdc", "register-cdc-connector", "cdc-connector-status")
+    assert result.returncode == 0, result.stderr
+    assert "--profile connect up" in result.stdout
+    assert "--scale worker=0" in result.stdout and "--scale beat=0" in result.stdout
+    assert "exec -T debezium curl" in result.stdout
+    assert f"http://127.0.0.1:8083/connectors/{connector['name']}/config" in result.stdout
+    assert f"http://127.0.0.1:8083/connectors/{connector['name']}/status" in result.stdout
+
+
 def test_compose_only_targets_refuse_clearly_on_the_local_stack() -> None:
-    for target in ("register-connector", "kafka-ui", "grafana", "clean"):
+    for target in ("register-connector", "register-cdc-connector", "up-cdc", "kafka-ui", "grafana", "clean"):
         result = subprocess.run(
             ["make", "-s", "STACK=local", target], cwd=REPO_DIR, capture_output=True, text=True, timeout=60
         )
