@@ -674,7 +674,9 @@ def relay_run(
     *, time_budget: float | None = None, batch_size: int | None = None, topic: str | None = None
 ) -> RunResult:
     """Drains the outbox batch after batch until nothing is due, Kafka is unreachable, or the
-    time budget is spent."""
+    time budget is spent. A batch that claimed less than a full batch took everything due: the
+    run ends there rather than claim once more for nothing. (What commits meanwhile kicked a run
+    of its own, or waits for the next beat.)"""
     budget = settings.OUTBOX_RELAY_TIME_BUDGET if time_budget is None else time_budget
     size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
     topic = topic or settings.ORDER_EVENTS_TOPIC
@@ -691,6 +693,8 @@ def relay_run(
         run.parked += batch.parked
         if batch.outage:
             run.outage = True
+            break
+        if batch.claimed < size:
             break
     run.seconds = time.monotonic() - started
     return run

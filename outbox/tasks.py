@@ -8,14 +8,15 @@ in outbox/relay.py makes that safe.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
-from outbox.kick import RELAY_TASK, relay_kick_consumed
-from outbox.relay import relay_run
+from outbox.kick import RELAY_TASK, relay_kick_finished, relay_kick_released, relay_kick_started
+from outbox.relay import RunResult, relay_run
 from outbox.services import outbox_published_purge
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,24 @@ logger = logging.getLogger(__name__)
     ignore_result=True,
 )
 def relay_outbox() -> dict[str, object]:
-    relay_kick_consumed()
-    result = relay_run()
+    """Relays what is due, then once more for as long as commits keep arriving (outbox/kick.py)."""
+    relay_kick_started()
+    started = time.monotonic()
+    published = failed = 0
+    while True:
+        result = relay_run()
+        _log_run(result)
+        published, failed = published + result.published, failed + result.failed
+        if result.outage:
+            # Kafka is away: commits from now on kick runs of their own again, as beat does.
+            relay_kick_released()
+            break
+        if not relay_kick_finished(looped_seconds=time.monotonic() - started):
+            break
+    return {"published": published, "failed": failed, "outage": result.outage}
+
+
+def _log_run(result: RunResult) -> None:
     if result.published or result.failed or result.outage:
         logger.info(
             "outbox relay: %s published, %s failed, %s parked in %s batches (%.2fs)%s",
@@ -43,7 +60,6 @@ def relay_outbox() -> dict[str, object]:
             result.seconds,
             "; Kafka unreachable" if result.outage else "",
         )
-    return {"published": result.published, "failed": result.failed, "outage": result.outage}
 
 
 @shared_task(autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=3, ignore_result=True)

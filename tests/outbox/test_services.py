@@ -4,7 +4,7 @@ the admin retry, one kick per transaction, and writes that succeed when Redis is
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +14,13 @@ from django.utils import timezone
 
 from orders.models import Order
 from outbox.envelope import kafka_record_of
-from outbox.kick import relay_kick
+from outbox.kick import (
+    KICK_LOOP_SECONDS,
+    relay_kick,
+    relay_kick_finished,
+    relay_kick_released,
+    relay_kick_started,
+)
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.redis_state import kick_key, redis_client, redis_client_reset
 from outbox.services import outbox_event_create, outbox_event_retry, outbox_published_purge
@@ -103,24 +109,57 @@ def test_writes_commit_quickly_when_redis_is_down(
     assert elapsed < 2, f"the write waited {elapsed:.1f}s on Redis"
 
 
-@pytest.mark.django_db
-def test_a_queued_kick_debounces_further_kicks(settings: Any) -> None:
+@pytest.fixture
+def kick_queue(settings: Any) -> Iterator[Callable[[], int]]:
+    """A queue of its own for the kicks' runs; yields how many runs it holds."""
     services.require_redis()
     settings.CELERY_TASK_DEFAULT_QUEUE = "test-kick-debounce"
     client = redis_client()
     client.delete(kick_key())
     try:
-        # A run is already queued (the key is set): another commit queues nothing new.
-        client.set(kick_key(), "1", px=5000)
-        relay_kick()
-        assert client.llen("test-kick-debounce") == 0
-        # The run started and cleared the key: the next commit queues exactly one run.
-        client.delete(kick_key())
-        relay_kick()
-        relay_kick()
-        assert client.llen("test-kick-debounce") == 1
+        yield lambda: int(client.llen("test-kick-debounce"))
     finally:
         client.delete(kick_key(), "test-kick-debounce", "_kombu.binding.test-kick-debounce")
+
+
+def test_a_queued_run_debounces_further_kicks(kick_queue: Callable[[], int]) -> None:
+    relay_kick()
+    relay_kick()
+    assert kick_queue() == 1, "the second commit's rows wait for the run already queued"
+    assert redis_client().get(kick_key()) == b"queued"
+
+
+def test_commits_during_a_run_make_it_relay_once_more_instead_of_queuing_runs(
+    kick_queue: Callable[[], int],
+) -> None:
+    relay_kick_started()
+    assert not relay_kick_finished(looped_seconds=0), "no commit meanwhile: the run is done"
+    assert redis_client().get(kick_key()) is None
+
+    relay_kick_started()
+    relay_kick()
+    relay_kick()
+    assert kick_queue() == 0 and redis_client().get(kick_key()) == b"again"
+    assert relay_kick_finished(looped_seconds=1), "commits came in: relay once more"
+    assert not relay_kick_finished(looped_seconds=2)
+    # Done and the key gone: the next commit queues a run.
+    relay_kick()
+    assert kick_queue() == 1
+
+
+def test_a_run_that_looped_long_enough_hands_over_to_a_fresh_one(kick_queue: Callable[[], int]) -> None:
+    relay_kick_started()
+    relay_kick()
+    assert not relay_kick_finished(looped_seconds=KICK_LOOP_SECONDS)
+    assert kick_queue() == 1 and redis_client().get(kick_key()) == b"queued"
+
+
+def test_a_run_stopped_by_an_outage_lets_the_next_commit_queue_a_run(kick_queue: Callable[[], int]) -> None:
+    relay_kick_started()
+    relay_kick()
+    relay_kick_released()
+    relay_kick()
+    assert kick_queue() == 1
 
 
 @pytest.mark.django_db
