@@ -14,9 +14,10 @@ A run sets "running" before its first claim, and when it is done either goes on 
 (the key becomes "queued" and a fresh run is enqueued), so one task never holds a worker for
 long. Each step is one atomic Redis script, so every commit is followed by a claim that starts
 after it. Enqueuing a Celery task costs the committing thread a millisecond or more; under a
-steady stream of commits they now pay one Redis round trip each and the relay claims whatever
-came in since its last claim. A run whose worker dies leaves the key until it expires
-(KICK_KEY_TTL_MS); until then beat relays.
+steady stream of commits they now pay one Redis round trip each, and the run, before it relays
+once more, waits OUTBOX_KICK_LINGER_SECONDS so that each claim carries several commits' events
+(the relay's own transactions compete with the writers' for MariaDB and its disk). A run whose
+worker dies leaves the key until it expires (KICK_KEY_TTL_MS); until then beat relays.
 """
 
 from __future__ import annotations

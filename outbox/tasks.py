@@ -15,7 +15,12 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
-from outbox.kick import RELAY_TASK, relay_kick_finished, relay_kick_released, relay_kick_started
+from outbox.kick import (
+    RELAY_TASK,
+    relay_kick_finished,
+    relay_kick_released,
+    relay_kick_started,
+)
 from outbox.relay import RunResult, relay_run
 from outbox.services import outbox_published_purge
 
@@ -46,6 +51,7 @@ def relay_outbox() -> dict[str, object]:
             break
         if not relay_kick_finished(looped_seconds=time.monotonic() - started):
             break
+        time.sleep(settings.OUTBOX_KICK_LINGER_SECONDS)
     return {"published": published, "failed": failed, "outage": result.outage}
 
 

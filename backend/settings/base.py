@@ -158,6 +158,9 @@ OUTBOX_RETENTION_HOURS = env_float("OUTBOX_RETENTION_HOURS", 72.0)
 OUTBOX_RETENTION_INTERVAL = env_float("OUTBOX_RETENTION_INTERVAL", 3600.0)
 # Kick the relay when a transaction that wrote outbox events commits (beat stays the safety net).
 OUTBOX_KICK_ON_COMMIT = env_bool("OUTBOX_KICK_ON_COMMIT", True)
+# A kicked run that relays once more for the commits that came in meanwhile waits this long first,
+# so that under a stream of commits each claim carries several (outbox/kick.py).
+OUTBOX_KICK_LINGER_SECONDS = env_float("OUTBOX_KICK_LINGER_SECONDS", 0.05)
 # Relay state shared between processes: the kick debounce key and the relay counters.
 OUTBOX_REDIS_URL = env_str("OUTBOX_REDIS_URL", CELERY_BROKER_URL)
 # Seconds the producer may spend on one record (retries included) before it counts as failed.
