@@ -50,9 +50,11 @@ OUTAGE_WINDOW_SECONDS = 60.0
 _NAMED_FAILURE = re.compile(r"node_id=(?P<node>[^\s>]+).*?>: Connection lost: (?P<error>.*)")
 # The same attempt told again without the broker: only a connection error, nothing else.
 _UNNAMED_FAILURE = re.compile(r"KafkaConnectionError|socket disconnected|ECONNREFUSED|Connection timed out")
-# librdkafka: "127.0.0.1:19093/2: Disconnected: …" or "…/2: Connect to ipv4#… failed: …"
+# librdkafka: "127.0.0.1:19093/2: Disconnected: …" or "…/2: Connect to ipv4#… failed: …"; before
+# it knows the brokers' ids, "127.0.0.1:19093/bootstrap: …" (the broker is then named by address).
 _RDKAFKA_FAILURE = re.compile(
-    r"(?:^|\s)[^\s/]+/(?P<node>\d+): (?P<error>(?:Disconnected|Connect to |Connection refused|.*timed out).*)"
+    r"(?:^|\s)(?P<address>[^\s/\[]+)/(?P<id>\d+|bootstrap): "
+    r"(?P<error>(?:Disconnected|Connect to |Connection refused|.*timed out).*)"
 )
 # librdkafka's count of brokers down; with some still up it says nothing the named lines do not.
 _RDKAFKA_SOME_DOWN = re.compile(r"(?P<down>\d+)/(?P<total>\d+) brokers are down")
@@ -101,7 +103,8 @@ class BrokerOutageFilter(logging.Filter):
             if named is None:
                 return _UNNAMED_FAILURE.search(message) is None
         with self._lock:
-            line = self._outage_line(named["node"], named["error"].strip())
+            node = named["node"] if record.name != LIBRDKAFKA_LOGGER else _rdkafka_node(named)
+            line = self._outage_line(node, named["error"].strip())
         if line is None:
             return False
         text, others = line
@@ -153,6 +156,10 @@ class BrokerOutageFilter(logging.Filter):
     def _others_serving(self, now: float) -> int:
         down = sum(1 for o in self._outages.values() if now - o.last_seen <= self.window)
         return max(self.brokers - down, 0)
+
+
+def _rdkafka_node(named: re.Match[str]) -> str:
+    return named["id"] if named["id"].isdigit() else named["address"]
 
 
 def _serving(others: int) -> str:

@@ -194,3 +194,15 @@ def test_the_roles_logging_config_passes_librdkafkas_lost_connection_as_one_warn
     lines = roles_logging.getvalue().splitlines()
     assert len(lines) == 1, lines
     assert f" WARNING {LIBRDKAFKA_LOGGER}: Kafka broker 2 unreachable" in lines[0]
+
+
+def test_librdkafkas_bootstrap_connections_are_named_by_address_and_suppressed_alike(
+    outages: BrokerOutageFilter,
+) -> None:
+    line = (
+        "FAIL [rdkafka#producer-1] [thrd:127.0.0.1:23961/bootstrap]: 127.0.0.1:23961/bootstrap: Connect to"
+        " ipv4#127.0.0.1:23961 failed: Connection refused (after 0ms in state CONNECT)"
+    )
+    repeats = [record(LIBRDKAFKA_LOGGER, "%s", line, level=logging.ERROR) for _ in range(20)]
+    [first] = passed(outages, *repeats)
+    assert first.getMessage().startswith("Kafka broker 127.0.0.1:23961 unreachable (Connect to ipv4#")
