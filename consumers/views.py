@@ -163,31 +163,33 @@ class Cell:
         self.units += sign * units
 
 
-def _cell_of(values: dict[str, Any]) -> Cell:
-    cell = Cell(
-        orders=int(values["orders"]), paying=int(values["paying"]), amount=Decimal(values["amount"]),
-        items=int(values["items"]), units=int(values["units"]), uniq=int(values["uniq"]),
-        t1=_utc(values["t1"]), t2=_utc(values["t2"]), m=int(values["m"]), s1=values["s1"],
-        s2=values["s2"],
-    )  # fmt: skip
-    if values["kind"] == "order" and cell.orders > 0:
+def _cell_of(values: list[Any]) -> Cell:
+    """A cell from a row of view_state read as JSON (STATE_COLUMNS, in order)."""
+    (_, kind, _, k1, _, _, _, _, orders, paying, amount, items, units, uniq, t1, t2, m, s1, s2, user_id,
+     status, l_product, l_quantity, l_total, l_sku, l_name) = values  # fmt: skip
+    cell = Cell(orders, paying, Decimal(amount), items, units, uniq, _moment(t1), _moment(t2), m, s1, s2)
+    if kind == "order" and orders > 0:
         assert cell.t1 is not None
         cell.counted = Counted(
-            order_id=int(values["k1"]), version=cell.m, user_id=int(values["user_id"]), email=cell.s1,
-            created_at=cell.t1, status=values["status"], amount=cell.amount, items_count=cell.items,
+            order_id=k1, version=m, user_id=user_id, email=s1, created_at=cell.t1, status=status,
+            amount=cell.amount, items_count=items,
             lines=tuple(
-                Line(int(p), int(q), Decimal(t), s, n)
-                for p, q, t, s, n in zip(values["l_product"], values["l_quantity"], values["l_total"],
-                                         values["l_sku"], values["l_name"], strict=True)
+                Line(p, q, Decimal(t), sku, name)
+                for p, q, t, sku, name in zip(l_product, l_quantity, l_total, l_sku, l_name, strict=True)
             ),
         )  # fmt: skip
     return cell
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+# Integers as JSON numbers (64-bit ones are quoted by default), decimals as strings (exact).
+_JSON_OUTPUT = {"output_format_json_quote_64bit_integers": 0, "output_format_json_quote_decimals": 1}
+_rows_decoder = msgspec.json.Decoder(list[list[Any]])
+_M = STATE_COLUMNS.index("m")
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A DateTime64(6, 'UTC') as ClickHouse writes it in JSON."""
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 class ViewStateError(RuntimeError):
@@ -223,30 +225,39 @@ class Plan:
     applied: int = 0  # records that changed what the views count
 
     def line_values(self) -> list[list[Any]]:
+        """The rows of the write, in STATE_COLUMNS order, as msgspec encodes them (moments in RFC
+        3339, decimals as text)."""
+        epoch, versions = self.epoch, self.versions
         lines = []
-        for key, cell in self.rows.items():
-            kind, partition, k1, k2, ks = key
-            values: list[Any] = [self.epoch, kind, partition, k1, k2, ks, self.versions[partition]]
+        for (kind, partition, k1, k2, ks), cell in self.rows.items():
+            head = [epoch, kind, partition, k1, k2, ks, versions[partition]]
             if cell is None:
-                values += [1, 0, 0, "0", 0, 0, 0, None, None, 0, "", "", 0, "", [], [], [], [], []]
+                lines.append(head + _GONE)
+                continue
+            counted = cell.counted
+            values = [
+                *head, 0, cell.orders, cell.paying, cell.amount, cell.items, cell.units, cell.uniq, cell.t1,
+                cell.t2, cell.m, cell.s1, cell.s2,
+            ]  # fmt: skip
+            if counted is None:
+                values += _NOT_AN_ORDER
             else:
-                counted = cell.counted
+                lines_of = counted.lines
                 values += [
-                    0, cell.orders, cell.paying, str(cell.amount), cell.items, cell.units, cell.uniq,
-                    _time(cell.t1), _time(cell.t2), cell.m, cell.s1, cell.s2,
-                    counted.user_id if counted else 0, counted.status if counted else "",
-                    [line.product_id for line in counted.lines] if counted else [],
-                    [line.quantity for line in counted.lines] if counted else [],
-                    [str(line.total) for line in counted.lines] if counted else [],
-                    [line.sku for line in counted.lines] if counted else [],
-                    [line.name for line in counted.lines] if counted else [],
+                    counted.user_id, counted.status, [line.product_id for line in lines_of],
+                    [line.quantity for line in lines_of], [line.total for line in lines_of],
+                    [line.sku for line in lines_of], [line.name for line in lines_of],
                 ]  # fmt: skip
             lines.append(values)
         return lines
 
 
-def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")[:26]
+# What a row past its key's end (is_deleted) holds after the head; what a cell that is not an
+# order's holds after its own values.
+_GONE = [1, 0, 0, ZERO, 0, 0, 0, None, None, 0, "", "", 0, "", [], [], [], [], []]
+_NOT_AN_ORDER = [0, "", [], [], [], [], []]
+# msgspec writes a moment as RFC 3339 ("...T...Z"), which ClickHouse reads with best_effort.
+_INSERT_SETTINGS = dict(SYNC_INSERT_SETTINGS, date_time_input_format="best_effort")
 
 
 _encoder = msgspec.json.Encoder()
@@ -298,9 +309,11 @@ class ViewMaintainer:
     def commit(self, plan: Plan) -> None:
         if not plan.rows:
             return
-        body = b"\n".join(_encoder.encode(values) for values in plan.line_values())
+        # One msgspec call for the whole write: rows separated by commas, which ClickHouse's
+        # JSON*EachRow formats accept.
+        body = _encoder.encode(plan.line_values())[1:-1]
         # One block, so one part: the write is seen whole or not at all.
-        settings = dict(SYNC_INSERT_SETTINGS, max_insert_block_size=len(plan.rows) + 1)
+        settings = dict(_INSERT_SETTINGS, max_insert_block_size=len(plan.rows) + 1)
         self._client.raw_insert(
             f"{self._database}.view_state", STATE_COLUMNS, body, settings=settings, fmt="JSONCompactEachRow"
         )
@@ -309,33 +322,22 @@ class ViewMaintainer:
 
     def _read(self, epoch: int, conditions: list[str]) -> tuple[dict[Key, tuple[int, Cell | None]], Progress]:
         """The winning row of every key of `epoch` matching any condition, and the progress of every
-        (partition, topic) read."""
+        (partition, topic) read. ClickHouse keeps each key's highest version (LIMIT 1 BY), and the
+        rows come back as JSON, which msgspec decodes in one call."""
         sql = (
             f"SELECT {_SELECT} FROM {self._database}.view_state "
-            f"WHERE epoch = {int(epoch)} AND ({' OR '.join(conditions)})"
+            f"WHERE epoch = {int(epoch)} AND ({' OR '.join(conditions)}) "
+            "ORDER BY version DESC LIMIT 1 BY kind, partition, k1, k2, ks"
         )
-        result = self._client.query(sql)
-        names = result.column_names
-        best: dict[Key, tuple[int, dict[str, Any]]] = {}
-        for raw in result.result_rows:
-            values = dict(zip(names, raw, strict=True))
-            key = (
-                values["kind"],
-                int(values["partition"]),
-                int(values["k1"]),
-                int(values["k2"]),
-                values["ks"],
-            )
-            version = int(values["version"])
-            if key not in best or version > best[key][0]:
-                best[key] = (version, values)
+        body = self._client.raw_query(sql, fmt="JSONCompactEachRow", settings=_JSON_OUTPUT)
         cells: dict[Key, tuple[int, Cell | None]] = {}
         progress: Progress = {}
-        for key, (version, values) in best.items():
-            if key[0] == "progress":
-                progress[(key[2], key[4])] = (version, int(values["m"]))
+        for values in _rows_decoder.decode(b"[" + b",".join(body.splitlines()) + b"]"):
+            kind, partition, k1, k2, ks, version = values[1:7]
+            if kind == "progress":
+                progress[(k1, ks)] = (version, values[_M])
                 continue
-            cells[key] = (version, None if values["is_deleted"] else _cell_of(values))
+            cells[(kind, partition, k1, k2, ks)] = (version, None if values[7] else _cell_of(values))
         return cells, progress
 
     def _progress_condition(self, partitions: Iterable[int]) -> str:
@@ -555,10 +557,15 @@ def _deltas(
 
     for sign, p, order in changes:
         paying = order.paying
-        cells[("status", p, 0, 0, order.status)].add(sign, orders=1, amount=order.amount)
-        cells[("user", p, order.user_id, 0, "")].add(
-            sign, orders=1, paying=int(paying), amount=order.amount if paying else ZERO
-        )
+        amount = order.amount if sign > 0 else -order.amount
+        cell = cells[("status", p, 0, 0, order.status)]
+        cell.orders += sign
+        cell.amount += amount
+        cell = cells[("user", p, order.user_id, 0, "")]
+        cell.orders += sign
+        if paying:
+            cell.paying += sign
+            cell.amount += amount
         member(
             ("user_order", p, order.user_id, order.order_id, ""),
             sign,
@@ -566,17 +573,22 @@ def _deltas(
         )
         if not paying:
             continue
+        items = sign * order.items_count
         for kind, k1 in (("daily", order.day), ("hourly", order.hour)):
-            cells[(kind, p, k1, 0, "")].add(sign, orders=1, amount=order.amount, items=order.items_count)
-        cells[("day_user", p, order.day, order.user_id, "")].add(sign, orders=1)
+            cell = cells[(kind, p, k1, 0, "")]
+            cell.orders += sign
+            cell.amount += amount
+            cell.items += items
+        cells[("day_user", p, order.day, order.user_id, "")].orders += sign
         by_product: dict[int, list[Line]] = defaultdict(list)
         for line in order.lines:
             by_product[line.product_id].append(line)
         for product_id, lines in by_product.items():
-            cells[("product", p, product_id, 0, "")].add(
-                sign, orders=1, units=sum(line.quantity for line in lines),
-                amount=sum((line.total for line in lines), ZERO),
-            )  # fmt: skip
+            cell = cells[("product", p, product_id, 0, "")]
+            cell.orders += sign
+            cell.units += sign * sum(line.quantity for line in lines)
+            total = sum((line.total for line in lines), ZERO)
+            cell.amount += total if sign > 0 else -total
             member(
                 ("product_line", p, product_id, order.order_id, ""),
                 sign,
@@ -611,10 +623,14 @@ def _key_conditions(keys: Iterable[Key]) -> list[str]:
             )
             terms.append(f"(kind = 'status' AND partition = {p} AND ks IN ({listed}))")
         elif kind == "day_user":
-            days = {d for d, _ in values}
-            pairs = ",".join(f"({int(d)},{int(u)})" for d, u in sorted(values))
-            terms.append(
-                f"(kind = 'day_user' AND partition = {p} AND k1 IN ({_ints(days)}) AND (k1, k2) IN ({pairs}))"
+            # A day at a time: a list of users is one hashed set on the key's last column, where a
+            # list of (day, user) pairs is compared as tuples, twice as slow.
+            users_of: dict[int, set[int]] = defaultdict(set)
+            for day, user in values:
+                users_of[day].add(user)
+            terms.extend(
+                f"(kind = 'day_user' AND partition = {p} AND k1 = {int(day)} AND k2 IN ({_ints(users)}))"
+                for day, users in sorted(users_of.items())
             )
         else:
             terms.append(f"(kind = '{kind}' AND partition = {p} AND ({_id_condition('k1', values)}))")

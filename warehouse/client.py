@@ -23,6 +23,10 @@ class ClickHouseClient(Protocol):
 
     def query(self, query: str, *, settings: dict[str, Any] | None = None) -> Any: ...
 
+    def raw_query(
+        self, query: str, *, settings: dict[str, Any] | None = None, fmt: str | None = None
+    ) -> bytes: ...
+
     def insert(
         self,
         table: str,

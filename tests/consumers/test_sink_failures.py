@@ -41,6 +41,9 @@ class FailingInserts:
     def query(self, query: str, **kwargs: Any) -> Any:
         return self._client.query(query, **kwargs)
 
+    def raw_query(self, query: str, **kwargs: Any) -> Any:
+        return self._client.raw_query(query, **kwargs)
+
     def _fail_while_down(self) -> None:
         if self.remaining > 0:
             self.remaining -= 1
