@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from consumers.sink import ClickHouseWriter, id_condition
+from consumers.sink import ClickHouseWriter
 from consumers.transformer import transform
 from contract.events import OrderItem, decode_envelope
 from contract.rows import ORDER_COLUMNS, AnalyticsRow, clickhouse_line
@@ -139,19 +139,11 @@ def test_the_management_command_applies_the_same_schema(
     assert {"orders_analytics", "daily_sales_mv", "user_analytics_mv"} <= {row[0] for row in shown}
 
 
-def test_id_condition_groups_close_ids_into_ranges_and_lists_the_rest() -> None:
-    assert id_condition([5, 1, 3, 2, 100, 300], max_gap=4) == (
-        "order_id BETWEEN 1 AND 5 OR order_id IN (100,300)"
-    )
-    assert id_condition([7]) == "order_id IN (7)"
-    assert id_condition([]) == "0"
-
-
 def test_the_tombstone_guard_drops_only_older_rows_of_deleted_orders_in_a_range(
     clickhouse_client: Any, clickhouse_database: str
 ) -> None:
-    """Ids close together are looked up as one range, which also covers orders outside the batch:
-    a tombstone in the range must stop only its own order's older rows."""
+    """A tombstone of an order next to the batch's (22, deleted, not in the batch) and the batch's
+    own (20, 24) stop only their own orders' older rows."""
     migrate(clickhouse_client, clickhouse_database)
     writer = ClickHouseWriter(clickhouse_client, clickhouse_database)
     deleted_at = datetime.now(UTC) - timedelta(days=1)
