@@ -72,6 +72,9 @@ def _view_figures(report: dict[str, Any]) -> list[tuple[str, float]]:
             value = _number(view.get("p95_ms"))
             if value is not None:
                 figures.append((f"{name} p95 ms at {int(size):,} orders", value))
+            panel = _number(view.get("panel_p95_ms"))
+            if panel is not None:
+                figures.append((f"{name} panel's top 10 p95 ms at {int(size):,} orders", panel))
     return figures
 
 

@@ -58,12 +58,18 @@ def ratios(report: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-def _largest_view_p95(report: dict[str, Any], suffix: str) -> tuple[int, float]:
+def _largest_view_p95(report: dict[str, Any], suffix: str, *, panel: bool = False) -> tuple[int, float]:
+    """The slowest view's p95 at the largest size: of every view read whole, or (`panel`) of the
+    queries the dashboard's panels send (a top ten where a panel asks for one)."""
     views = report.get("views", {})
     if not views:
         return 0, float("nan")
     size = max(int(s) for s in views)
-    p95s = [v["p95_ms"] for name, v in views[str(size)]["views"].items() if name.endswith(suffix)]
+    p95s = [
+        v.get("panel_p95_ms", v["p95_ms"]) if panel else v["p95_ms"]
+        for name, v in views[str(size)]["views"].items()
+        if name.endswith(suffix)
+    ]
     return size, max(p95s)
 
 
@@ -116,8 +122,11 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     add("end-to-end p95 ms, on-commit kick", kick, "<= 1000", (kick or math.inf) <= 1000)
     beat = _get(report, "e2e_beat.commit_to_view.p95_ms")
     add("end-to-end p95 ms, beat alone", beat, "<= 6000", (beat or math.inf) <= 6000)
+    size, mv = _largest_view_p95(report, "_mv", panel=True)
+    add(f"view query p95 ms at {size:,} orders, the dashboard panels' queries of the _mv views", mv, "< 50",
+        mv < 50)  # fmt: skip
     size, mv = _largest_view_p95(report, "_mv")
-    add(f"view query p95 ms at {size:,} orders, _mv views (dashboards)", mv, "< 50", mv < 50)
+    add(f"view query p95 ms at {size:,} orders, every _mv view read whole", mv, "< 50", mv < 50)
     _view_upkeep_targets(report, add)
     lag_phases = (("HTTP soak", "pipeline.sustained"), ("service-layer writers", "pipeline.lag_at_target"))
     for label, path in lag_phases:
@@ -243,6 +252,12 @@ def _ratios_and_views_section(report: dict[str, Any]) -> list[str]:
                 f"| {view} p50 / p95 ms | {_fmt(a['p50_ms'])} / {_fmt(a['p95_ms'])} | "
                 f"{_fmt(b['p50_ms'])} / {_fmt(b['p95_ms'])} |"
             )
+            if "panel_p50_ms" in a:
+                lines.append(
+                    f"| {view}, its panel's top 10, p50 / p95 ms | {_fmt(a['panel_p50_ms'])} / "
+                    f"{_fmt(a['panel_p95_ms'])} | {_fmt(b.get('panel_p50_ms'))} / "
+                    f"{_fmt(b.get('panel_p95_ms'))} |"
+                )
         lines.append("")
     return lines
 

@@ -87,6 +87,10 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path, kafka_brokers: int
     for size in report["sizes"]["view_sizes"]:
         for view, result in report["views"][str(size)]["views"].items():
             assert is_number(result["p95_ms"]), f"{view} at {size} orders"
+        measured = report["views"][str(size)]["views"].items()
+        panels = {v for v, r in measured if is_number(r.get("panel_p95_ms"))}
+        assert panels == {f"{v}_{design}" for v in ("user_analytics", "top_products")
+                          for design in ("mv", "refreshable")}, f"panel queries at {size} orders"  # fmt: skip
     for size in report["sizes"]["fsync_batch_sizes"]:
         inserts = report["fsync"]["batch_sizes"][str(size)]
         for mode in ("fsync", "no_fsync"):
