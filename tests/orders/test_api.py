@@ -301,9 +301,20 @@ def test_openapi_document_lists_the_endpoints(client: Client) -> None:
     assert client.get("/api/docs").status_code == 200
 
 
-# A bearer token's first request: the token with its user, the token's last use (written at most
-# once a minute), the user's own permissions and its groups' permissions.
-CALLER_QUERIES = 4
+# A bearer token's first request: the token with its user and the user's permissions (its own and
+# its groups', one query), and the token's last use (written at most once a minute).
+CALLER_QUERIES = 2
+
+
+@pytest.mark.django_db
+def test_a_bearer_caller_and_its_permissions_cost_one_query(
+    staff_client: Client, make_order: Callable[..., Order], django_assert_num_queries: Any
+) -> None:
+    order = make_order(quantity=1)
+    assert staff_client.get(f"/api/orders/{order.pk}").status_code == 200  # writes the last use
+    # The order with its items, customer and payment in 2; the caller and its permissions in 1.
+    with django_assert_num_queries(2 + 1, exact=True):
+        assert staff_client.get(f"/api/orders/{order.pk}").status_code == 200
 
 
 @pytest.mark.django_db

@@ -179,3 +179,43 @@ def test_a_staff_session_reads_without_csrf_but_writes_only_with_it(
 def test_the_catalogue_reads_stay_public(client: Client, shop: Shop) -> None:
     assert client.get("/api/products").status_code == 200
     assert client.get(f"/api/products/{shop.product.pk}").json()["id"] == shop.product.pk
+
+
+@pytest.mark.django_db
+def test_a_permission_held_through_a_group_serves_the_route(
+    client: Client, shop: Shop, make_admin: Any
+) -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    member = make_admin(permissions=())
+    clerks = Group.objects.create(name="order clerks")
+    clerks.permissions.add(Permission.objects.get(content_type__app_label="orders", codename="view_order"))
+    member.user.groups.add(clerks)
+    bearer = {"Authorization": f"Bearer {member.token}"}
+    assert client.get(f"/api/orders/{shop.order.pk}", headers=bearer).status_code == 200
+    assert_error(client.get(f"/api/users/{shop.customer.pk}", headers=bearer), 403, "permission_denied")
+
+
+@pytest.mark.django_db
+def test_a_permission_taken_away_applies_from_the_next_request(
+    client: Client, shop: Shop, make_admin: Any
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    holder = make_admin(permissions=("orders.view_order",))
+    bearer = {"Authorization": f"Bearer {holder.token}"}
+    assert client.get(f"/api/orders/{shop.order.pk}", headers=bearer).status_code == 200
+    holder.user.user_permissions.remove(
+        Permission.objects.get(content_type__app_label="orders", codename="view_order")
+    )
+    assert_error(client.get(f"/api/orders/{shop.order.pk}", headers=bearer), 403, "permission_denied")
+
+
+@pytest.mark.django_db
+def test_a_superuser_token_holds_every_permission(client: Client, shop: Shop, make_admin: Any) -> None:
+    root = make_admin(permissions=())
+    root.user.is_superuser = True
+    root.user.save(update_fields=["is_superuser"])
+    response = client.get(f"/api/users/{shop.customer.pk}", headers={"Authorization": f"Bearer {root.token}"})
+    assert response.status_code == 200, response.content
+    assert "private@example.com" in response.content.decode()
