@@ -234,7 +234,8 @@ def _ratios_and_views_section(report: dict[str, Any]) -> list[str]:
         inc, ref = result["incremental"], result["refreshable"]
         lines += [
             f"**{int(size):,} orders** (loaded in {result['load_seconds']} s; incremental state built in "
-            f"{inc['build_seconds']} s; windows of {result['window_seconds']} s)",
+            f"{inc['build_seconds']} s, its parts merged in {inc.get('build_merges_seconds')} s more; "
+            f"windows of {result['window_seconds']} s)",
             "",
             "| figure | incremental | refreshable |",
             "|---|---|---|",
