@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC
+from functools import cache
 from typing import Any, Generic, TypeVar
 
 from django.contrib.auth import get_user_model
@@ -117,9 +118,7 @@ def admin_token_of(*, token_digest: str) -> AdminApiToken | None:
     checks ``user.has_perm``; they are placed where it caches them for this user object, which lives
     for this request only, so a permission taken away applies from the next request on."""
     # The user's own columns are converted by the ORM; the rest are the row's extra attributes.
-    rows: list[Any] = list(
-        get_user_model().objects.raw(_CALLER_SQL.format(**_caller_names()), [token_digest] * 2)
-    )
+    rows: list[Any] = list(get_user_model().objects.raw(_caller_sql(), [token_digest] * 2))
     if not rows:
         return None
     user = rows[0]
@@ -164,8 +163,10 @@ _CALLER_SQL = """
 """
 
 
-def _caller_names() -> dict[str, str]:
-    """The tables and columns of _CALLER_SQL, from the models (the user model may be swapped)."""
+@cache
+def _caller_sql() -> str:
+    """_CALLER_SQL with the tables and columns of the models (the user model may be swapped), built
+    once per process: it is on the path of every authenticated request."""
     quote = connection.ops.quote_name
     users = get_user_model()._meta
     names = {
@@ -188,7 +189,7 @@ def _caller_names() -> dict[str, str]:
         grant_group=quote(grants.m2m_column_name()),
         grant_permission=quote(grants.m2m_reverse_name()),
     )
-    return names
+    return _CALLER_SQL.format(**names)
 
 
 def user_by_username(*, username: str) -> AbstractBaseUser | None:
