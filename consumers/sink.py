@@ -28,7 +28,15 @@ from consumers.kafka_io import DeadLetterQueue, make_consumer, make_producer
 from consumers.retry import with_retries
 from consumers.runner import BatchingConsumer, Rejection
 from consumers.settings import ConsumerSettings
-from consumers.views import Delivered, RebuildRunning, ViewMaintainer, needs_build, partition_of, rebuild
+from consumers.views import (
+    Delivered,
+    RebuildRunning,
+    ViewMaintainer,
+    id_list,
+    needs_build,
+    partition_of,
+    rebuild,
+)
 from contract.rows import ORDER_COLUMNS, AnalyticsRow, clickhouse_line, decode_row
 from warehouse.client import SYNC_INSERT_SETTINGS, ClickHouseClient, check_identifier, connect
 
@@ -201,10 +209,9 @@ class ClickHouseWriter:
     def _tombstone_versions(self, order_ids: set[int]) -> dict[int, int]:
         # A list of ids is one hashed set on the table's key; it costs ClickHouse half what ranges
         # of close ids OR-ed with the rest did (27 against 62 ms for 5,000 orders).
-        ids = ",".join(str(int(order_id)) for order_id in sorted(order_ids)) or "NULL"
         result = self._client.query(
             f"SELECT order_id, max(version) FROM {self._database}.order_tombstones "
-            f"WHERE order_id IN ({ids}) GROUP BY order_id"
+            f"WHERE order_id IN ({id_list(order_ids)}) GROUP BY order_id"
         )
         return {int(order_id): int(version) for order_id, version in result.result_rows}
 

@@ -341,7 +341,7 @@ class ViewMaintainer:
         return cells, progress
 
     def _progress_condition(self, partitions: Iterable[int]) -> str:
-        return f"(kind = 'progress' AND k1 IN ({_ints(partitions)}))"
+        return f"(kind = 'progress' AND k1 IN ({id_list(partitions)}))"
 
     # --- planning ----------------------------------------------------------------------------------
 
@@ -601,14 +601,15 @@ def _moved(before: Progress, after: Progress) -> bool:
     return any(version > before.get(key, (0, 0))[0] for key, (version, _) in after.items())
 
 
-def _ints(values: Iterable[int]) -> str:
+def id_list(values: Iterable[int]) -> str:
+    """The distinct integers as the text of an SQL list (`NULL` for none, which matches nothing)."""
     return ",".join(str(int(v)) for v in sorted(set(values))) or "NULL"
 
 
 def _id_condition(column: str, ids: Iterable[int]) -> str:
     """Membership in a set: ClickHouse hashes the list once and uses it on the primary key (a long
     OR of ranges is evaluated term by term for every row read, seconds for a batch's thousands)."""
-    return f"{column} IN ({_ints(ids)})"
+    return f"{column} IN ({id_list(ids)})"
 
 
 def _key_conditions(keys: Iterable[Key]) -> list[str]:
@@ -629,7 +630,7 @@ def _key_conditions(keys: Iterable[Key]) -> list[str]:
             for day, user in values:
                 users_of[day].add(user)
             terms.extend(
-                f"(kind = 'day_user' AND partition = {p} AND k1 = {int(day)} AND k2 IN ({_ints(users)}))"
+                f"(kind = 'day_user' AND partition = {p} AND k1 = {int(day)} AND k2 IN ({id_list(users)}))"
                 for day, users in sorted(users_of.items())
             )
         else:
@@ -642,7 +643,7 @@ def _member_conditions(lookups: set[tuple[str, int, int]]) -> list[str]:
     for owner, p, k1 in lookups:
         grouped[("user_order" if owner == "user" else "product_line", p)].add(k1)
     return [
-        f"(kind = '{kind}' AND partition = {p} AND k1 IN ({_ints(ids)}))"
+        f"(kind = '{kind}' AND partition = {p} AND k1 IN ({id_list(ids)}))"
         for (kind, p), ids in sorted(grouped.items())
     ]
 
